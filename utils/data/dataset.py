@@ -1,0 +1,162 @@
+"""One example per slice over the challenge's h5 files.
+
+``SliceDataset(split_dir)`` pairs ``split_dir/kspace/X.h5`` with ``split_dir/image/X.h5`` (train and val);
+``SliceDataset(leaderboard/acc4, kspace_only=True)`` reads ``kspace/`` alone. Everything that can be checked
+from metadata is checked at construction (names pair up, keys exist, slice counts agree, the mask length is
+the k-space width), so a bad file fails at start-up with its name, not hours into a run.
+
+h5 files are opened lazily, at most once per worker process (a small LRU of open handles), never once per
+item; a DataLoader worker that inherits the parent's handles through fork drops them and opens its own.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+from torch.utils.data import Dataset
+
+from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_kspace_info
+from utils.data.layout import VolumeName, list_volumes, parse_volume_name
+from utils.data.transforms import ApplyFileMask, RawSlice, Sample
+from utils.errors import file_error
+
+__all__ = ["Volume", "SliceDataset"]
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One k-space file (and its image file), with the facts read at construction."""
+
+    kspace_path: Path
+    image_path: Path | None
+    name: VolumeName
+    kspace: KspaceInfo
+    image: ImageInfo | None
+
+    @property
+    def kspace_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every slice, the key for grouping slices into equal-shape batches."""
+        return (self.kspace.num_coils, self.kspace.height, self.kspace.width)
+
+
+class _HandleCache:
+    """At most ``capacity`` open h5 files per process, least recently used closed first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._pid: int | None = None
+        self._handles: OrderedDict[Path, h5py.File] = OrderedDict()
+
+    def get(self, path: Path) -> h5py.File:
+        if self._pid != os.getpid():  # a forked worker: the parent's handles are not ours to use or close
+            self._handles = OrderedDict()
+            self._pid = os.getpid()
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = open_h5(path)
+            self._handles[path] = handle
+            if len(self._handles) > self.capacity:
+                self._handles.popitem(last=False)[1].close()
+        else:
+            self._handles.move_to_end(path)
+        return handle
+
+    def __getstate__(self) -> dict:  # spawned workers start with no handles
+        return {"capacity": self.capacity, "_pid": None, "_handles": OrderedDict()}
+
+
+def _pair_files(split_dir: Path) -> list[tuple[Path, Path]]:
+    """(kspace, image) pairs with identical names; a file without its counterpart is an error."""
+    kspace_files = {p.name: p for p in list_volumes(split_dir / "kspace")}
+    image_files = {p.name: p for p in list_volumes(split_dir / "image")}
+    for have, lack, names, others in (
+        ("kspace", "image", kspace_files, image_files),
+        ("image", "kspace", image_files, kspace_files),
+    ):
+        unpaired = sorted(set(names) - set(others))
+        if unpaired:
+            more = f" (and {len(unpaired) - 1} more)" if len(unpaired) > 1 else ""
+            raise file_error(split_dir / have / unpaired[0], f"has no matching file in {split_dir / lack}{more}")
+    return [(kspace_files[name], image_files[name]) for name in kspace_files]
+
+
+def _check_volume(kspace_path: Path, image_path: Path | None) -> Volume:
+    name = parse_volume_name(kspace_path)
+    kspace = read_kspace_info(kspace_path)
+    image = None
+    if image_path is not None:
+        image = read_image_info(image_path)
+        if image.num_slices != kspace.num_slices:
+            raise file_error(
+                image_path, f"has {image.num_slices} slices but {kspace_path.name} has {kspace.num_slices}"
+            )
+    return Volume(kspace_path, image_path, name, kspace, image)
+
+
+class SliceDataset(Dataset):
+    """Slices of a train/val split (k-space + image pairs) or of a leaderboard folder (k-space only).
+
+    Args:
+        root: a split folder holding ``kspace/`` and ``image/`` (e.g. ``Data/train``), or, with
+            ``kspace_only``, a folder holding ``kspace/`` (e.g. ``Data/leaderboard/acc4``).
+        transform: RawSlice -> Sample; default applies the mask stored in the file.
+        kspace_only: read k-space alone (targets are empty), as for leaderboard reconstruction.
+        max_open_files: open h5 handles kept per process.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Callable[[RawSlice], Sample] | None = None,
+        kspace_only: bool = False,
+        max_open_files: int = 64,
+    ):
+        self.root = Path(root)
+        self.transform = transform or ApplyFileMask()
+        self.kspace_only = kspace_only
+        if kspace_only:
+            pairs = [(path, None) for path in list_volumes(self.root / "kspace")]
+        else:
+            pairs = _pair_files(self.root)
+        self.volumes = [_check_volume(kspace_path, image_path) for kspace_path, image_path in pairs]
+        self.examples = [
+            (volume_idx, slice_idx)
+            for volume_idx, volume in enumerate(self.volumes)
+            for slice_idx in range(volume.kspace.num_slices)
+        ]
+        self._handles = _HandleCache(max_open_files)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def read_raw(self, index: int) -> RawSlice:
+        """The stored arrays of example ``index``; NaN or Inf k-space raises UserInputError naming the file."""
+        volume_idx, slice_idx = self.examples[index]
+        volume = self.volumes[volume_idx]
+        kspace_file = self._handles.get(volume.kspace_path)
+        kspace = kspace_file["kspace"][slice_idx]
+        if not np.isfinite(kspace).all():
+            raise file_error(volume.kspace_path, f"slice {slice_idx} of 'kspace' holds NaN or Inf values")
+        mask = kspace_file["mask"][()].astype(np.float32)
+        target, max_value = None, float("nan")
+        if volume.image_path is not None:
+            target = self._handles.get(volume.image_path)["image_label"][slice_idx]
+            max_value = volume.image.max_value
+        return RawSlice(
+            kspace=kspace,
+            mask=mask,
+            target=target,
+            max_value=max_value,
+            fname=volume.kspace_path.name,
+            slice_idx=slice_idx,
+            anatomy=volume.name.anatomy,
+            acceleration=volume.name.acceleration,
+        )
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.transform(self.read_raw(index))

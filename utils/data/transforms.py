@@ -1,0 +1,85 @@
+"""From a raw slice (numpy, as stored) to a model-ready sample (torch).
+
+The dataset reads a :class:`RawSlice`; a transform turns it into a :class:`Sample`. The default,
+:class:`ApplyFileMask`, applies the mask stored in the file. Training-time transforms (mask augmentation,
+MRAugment) take the same input and return the same output, so the dataset never changes.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from utils.metrics.foreground import foreground_mask
+
+__all__ = ["RawSlice", "Sample", "to_sample", "ApplyFileMask"]
+
+
+class RawSlice(NamedTuple):
+    """One slice as read from disk.
+
+    kspace: (C, H, W) complex64; fully sampled for train/val, already under-sampled for the leaderboard.
+    mask: (W,) float32 of 0/1 along the phase-encode axis.
+    target: (384, 384) float32 ``image_label``, or None in k-space-only (leaderboard) mode.
+    max_value: the volume's ``max`` attribute (SSIM data_range), NaN without a target.
+    """
+
+    kspace: np.ndarray
+    mask: np.ndarray
+    target: np.ndarray | None
+    max_value: float
+    fname: str
+    slice_idx: int
+    anatomy: str
+    acceleration: int
+
+
+class Sample(NamedTuple):
+    """One model-ready slice; DataLoader's default collate stacks it into a batch of the same type.
+
+    masked_kspace: (C, H, W, 2) float32, mask applied, (real, imaginary) in the last axis, stored units.
+    mask: (1, 1, W, 1) float32.
+    target: (384, 384) float32, or an empty (0,) tensor without a target.
+    fg_mask: (384, 384) float32 leaderboard foreground mask of the target, or empty (0,).
+    """
+
+    masked_kspace: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+    fg_mask: torch.Tensor
+    max_value: float
+    fname: str
+    slice_idx: int
+    anatomy: str
+    acceleration: int
+
+
+def to_sample(raw: RawSlice, mask: np.ndarray) -> Sample:
+    """Apply ``mask`` ((W,) float32) to ``raw.kspace`` and convert everything to tensors."""
+    mask = np.asarray(mask, dtype=np.float32)
+    masked = raw.kspace * mask  # broadcasts along W
+    masked_kspace = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(masked, dtype=np.complex64)))
+    if raw.target is None:
+        target = fg_mask = torch.zeros(0)
+    else:
+        target = torch.from_numpy(np.ascontiguousarray(raw.target, dtype=np.float32))
+        fg_mask = torch.from_numpy(foreground_mask(raw.target, raw.anatomy))
+    return Sample(
+        masked_kspace=masked_kspace,
+        mask=torch.from_numpy(mask).view(1, 1, -1, 1),
+        target=target,
+        fg_mask=fg_mask,
+        max_value=raw.max_value,
+        fname=raw.fname,
+        slice_idx=raw.slice_idx,
+        anatomy=raw.anatomy,
+        acceleration=raw.acceleration,
+    )
+
+
+class ApplyFileMask:
+    """The default transform: the mask stored in the file, nothing else (validation and reconstruction)."""
+
+    def __call__(self, raw: RawSlice) -> Sample:
+        return to_sample(raw, raw.mask)

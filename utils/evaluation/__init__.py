@@ -1,0 +1,1 @@
+"""Scoring reconstructions against challenge targets: the leaderboard score (`leaderboard`)."""

@@ -1,0 +1,233 @@
+"""The SNU FastMRI 2025 leaderboard score (SPEC §2), one volume at a time.
+
+For each volume: the target, the reconstruction and ``max`` are read once; the foreground mask of every
+slice comes from :func:`utils.metrics.foreground.foreground_mask` and the SSIM maps of every slice from one
+batched :func:`utils.metrics.ssim.ssim_map` call. A slice scores the mean of its whole 378x378 map (the
+official number) and, beyond the official script, the foreground-only mean (the 2026 ``SSIM_full``).
+Every slice weighs the same; Total = (SSIM acc4 + SSIM acc8) / 2.
+
+Before anything is scored, the reconstruction folder is checked against the target folder: missing or
+extra files, a missing key and a wrong shape are all listed in one error; NaN or Inf values are listed after
+the pass over the data.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.data.h5 import open_h5, require_attr, require_dataset
+from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, list_volumes, parse_volume_name
+from utils.errors import UserInputError
+from utils.metrics.foreground import foreground_mask
+from utils.metrics.ssim import masked_mean, ssim_map
+
+__all__ = [
+    "OFFICIAL_FILES_PER_ACCELERATION",
+    "SliceScore",
+    "LeaderboardResult",
+    "score_volume",
+    "score_folder",
+    "score_leaderboard",
+    "format_report",
+    "write_csv",
+]
+
+OFFICIAL_FILES_PER_ACCELERATION = 58
+DEFAULT_KEY = "reconstruction"
+
+
+@dataclass(frozen=True)
+class SliceScore:
+    """Scores of one slice: ``ssim`` is the official number, ``ssim_full`` the foreground-only mean."""
+
+    acceleration: int
+    anatomy: str
+    fname: str
+    slice_idx: int
+    ssim: float
+    ssim_full: float
+
+
+@dataclass
+class LeaderboardResult:
+    """Per-slice scores and the means the leaderboard reports."""
+
+    slices: list[SliceScore]
+
+    def mean(self, acceleration: int | None = None, anatomy: str | None = None, full: bool = False) -> float:
+        """Mean over the selected slices (every slice weighs the same); NaN if none is selected.
+
+        With ``full``, slices with an empty foreground (SSIM_full undefined) are left out.
+        """
+        values = [
+            s.ssim_full if full else s.ssim
+            for s in self.slices
+            if (acceleration is None or s.acceleration == acceleration) and (anatomy is None or s.anatomy == anatomy)
+        ]
+        values = [v for v in values if not math.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    def count(self, acceleration: int | None = None, anatomy: str | None = None) -> int:
+        return sum(
+            1
+            for s in self.slices
+            if (acceleration is None or s.acceleration == acceleration) and (anatomy is None or s.anatomy == anatomy)
+        )
+
+    @property
+    def total(self) -> float:
+        """(SSIM acc4 + SSIM acc8) / 2, the leaderboard's Total."""
+        return (self.mean(acceleration=4) + self.mean(acceleration=8)) / 2
+
+
+def score_volume(
+    reconstruction: np.ndarray, target: np.ndarray, max_value: float, anatomy: str, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Official SSIM and foreground-only SSIM of every slice of one volume.
+
+    Args:
+        reconstruction, target: (S, 384, 384) float32.
+        max_value: the volume's ``max`` attribute (data_range).
+        anatomy: 'brain' or 'knee' (threshold of the foreground mask).
+    Returns:
+        two (S,) float64 arrays: ssim and ssim_full (NaN where the foreground is empty).
+    """
+    mask = foreground_mask(target, anatomy)
+    mask_t = torch.from_numpy(mask).to(device)
+    recon_t = torch.from_numpy(np.ascontiguousarray(reconstruction, dtype=np.float32)).to(device)
+    target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(device)
+    with torch.no_grad():
+        maps = ssim_map(recon_t * mask_t, target_t * mask_t, max_value)
+        official = maps.mean(dim=(-2, -1))
+        foreground_only = masked_mean(maps, mask_t)
+    return official.double().cpu().numpy(), foreground_only.double().cpu().numpy()
+
+
+def _check_reconstructions(target_dir: Path, recon_dir: Path, key: str) -> list[tuple[Path, Path]]:
+    """Pair every target file with its reconstruction; one UserInputError lists everything that is wrong."""
+    targets = {p.name: p for p in list_volumes(target_dir)}
+    if not recon_dir.is_dir():
+        raise UserInputError(f"{recon_dir}: reconstruction folder not found")
+    recons = {p.name: p for p in recon_dir.glob("*.h5")}
+    problems = []
+    missing = sorted(set(targets) - set(recons))
+    extra = sorted(set(recons) - set(targets))
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if extra:
+        problems.append(f"extra {', '.join(extra)}")
+    for name in sorted(set(targets) & set(recons)):
+        with open_h5(targets[name]) as target_file:
+            target_shape = require_dataset(target_file, "image_label", ndim=3).shape
+            require_attr(target_file, "max")
+        try:
+            with h5py.File(recons[name], "r") as recon_file:
+                if key not in recon_file:
+                    problems.append(f"{name} has no key '{key}' (keys: {sorted(recon_file.keys())})")
+                elif recon_file[key].shape != target_shape:
+                    problems.append(f"{name} has shape {recon_file[key].shape} but its target has {target_shape}")
+        except OSError:
+            problems.append(f"{name} cannot be read as HDF5 (truncated or corrupt?)")
+    if problems:
+        raise UserInputError(f"{recon_dir}: reconstructions do not match the targets in {target_dir}: {'; '.join(problems)}")
+    return [(targets[name], recons[name]) for name in targets]
+
+
+def _check_official_names(target_dir: Path) -> None:
+    """--strict: exactly brain_test1..29 and knee_test1..29, as the official script demands."""
+    expected = {leaderboard_filename(a, i) for a in ANATOMIES for i in range(1, OFFICIAL_FILES_PER_ACCELERATION // 2 + 1)}
+    present = {p.name for p in target_dir.glob("*.h5")}
+    if present != expected:
+        missing, extra = sorted(expected - present), sorted(present - expected)
+        details = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "", f"extra {', '.join(extra)}" if extra else "") if part)
+        raise UserInputError(f"{target_dir}: --strict needs the official {OFFICIAL_FILES_PER_ACCELERATION} files: {details}")
+
+
+def score_folder(
+    target_dir: str | Path,
+    recon_dir: str | Path,
+    key: str = DEFAULT_KEY,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[SliceScore]:
+    """Score every reconstruction in ``recon_dir`` against the same-named target in ``target_dir``."""
+    target_dir, recon_dir = Path(target_dir), Path(recon_dir)
+    pairs = _check_reconstructions(target_dir, recon_dir, key)
+    scores, non_finite = [], []
+    for target_path, recon_path in tqdm(pairs, desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress):
+        name = parse_volume_name(target_path)
+        with open_h5(target_path) as target_file:
+            target = target_file["image_label"][()]
+            max_value = require_attr(target_file, "max")
+        with h5py.File(recon_path, "r") as recon_file:
+            reconstruction = recon_file[key][()]
+        if not np.isfinite(reconstruction).all():
+            non_finite.append(recon_path.name)
+            continue
+        official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
+        scores.extend(
+            SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b))
+            for index, (a, b) in enumerate(zip(official, foreground_only))
+        )
+    if non_finite:
+        raise UserInputError(f"{recon_dir}: reconstructions hold NaN or Inf values: {', '.join(non_finite)}")
+    return scores
+
+
+def score_leaderboard(
+    leaderboard_root: str | Path,
+    recon_root: str | Path,
+    key: str = DEFAULT_KEY,
+    strict: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> LeaderboardResult:
+    """Score ``recon_root/acc{4,8}/*.h5`` against ``leaderboard_root/acc{4,8}/image/*.h5``."""
+    leaderboard_root, recon_root = Path(leaderboard_root), Path(recon_root)
+    scores = []
+    for acceleration in ACCELERATIONS:
+        target_dir = leaderboard_root / f"acc{acceleration}" / "image"
+        if not target_dir.is_dir():
+            raise UserInputError(f"{target_dir}: leaderboard target folder not found")
+        if strict:
+            _check_official_names(target_dir)
+        scores.extend(score_folder(target_dir, recon_root / f"acc{acceleration}", key, device, progress))
+    return LeaderboardResult(scores)
+
+
+def format_report(result: LeaderboardResult) -> str:
+    """The official three lines, then a breakdown by acceleration and anatomy."""
+    lines = [
+        f"Leaderboard SSIM : {result.total:.4f}",
+        f"Leaderboard SSIM (acc4): {result.mean(acceleration=4):.4f}",
+        f"Leaderboard SSIM (acc8): {result.mean(acceleration=8):.4f}",
+        "",
+        "Breakdown (SSIM = official whole-image mean, SSIM_full = foreground-only mean of the 2026 edition):",
+        f"{'acc':<6}{'anatomy':<9}{'slices':>7}{'SSIM':>9}{'SSIM_full':>11}",
+    ]
+    for acceleration in ACCELERATIONS:
+        for anatomy in (*ANATOMIES, None):
+            label = anatomy or "all"
+            lines.append(
+                f"{f'acc{acceleration}':<6}{label:<9}{result.count(acceleration, anatomy):>7}"
+                f"{result.mean(acceleration, anatomy):>9.4f}{result.mean(acceleration, anatomy, full=True):>11.4f}"
+            )
+    return "\n".join(lines)
+
+
+def write_csv(result: LeaderboardResult, path: str | Path) -> None:
+    """Per-slice scores as CSV (written to a temporary file, then renamed)."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(SliceScore.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(s) for s in result.slices)
+    temporary.replace(path)

@@ -1,0 +1,52 @@
+"""The leaderboard's foreground mask: where SSIM and the training loss look.
+
+Official recipe (SNU FastMRI 2025 ``leaderboard_eval.py``): threshold the target (``> 5e-5`` brain,
+``> 2e-5`` knee, values in the units of ``image_label``), then OpenCV morphology with a 3x3 ones kernel:
+erode once (drops isolated noise pixels), dilate 15 times, erode 14 times (closes holes and gaps, growing
+the outline by one pixel), with OpenCV's default border, which never lets the outside of the image erode or
+dilate anything.
+
+The morphology runs slice by slice (about 0.3 ms per 384x384 slice): packing slices into OpenCV channels
+is no faster in practice and depends on OpenCV's channel limit, which differs between versions.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["FOREGROUND_THRESHOLDS", "foreground_threshold", "foreground_mask"]
+
+FOREGROUND_THRESHOLDS = {"brain": 5e-5, "knee": 2e-5}
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def foreground_threshold(anatomy: str) -> float:
+    """Intensity threshold of the leaderboard mask for ``anatomy`` ('brain' or 'knee')."""
+    try:
+        return FOREGROUND_THRESHOLDS[anatomy]
+    except KeyError:
+        raise ValueError(f"unknown anatomy {anatomy!r}; expected one of {sorted(FOREGROUND_THRESHOLDS)}") from None
+
+
+def _morphology(binary: np.ndarray) -> np.ndarray:
+    """Erode 1, dilate 15, erode 14 on an (H, W) uint8 array."""
+    binary = cv2.erode(binary, _KERNEL, iterations=1)
+    binary = cv2.dilate(binary, _KERNEL, iterations=15)
+    return cv2.erode(binary, _KERNEL, iterations=14)
+
+
+def foreground_mask(target: np.ndarray, anatomy: str) -> np.ndarray:
+    """Leaderboard foreground mask of ``target``.
+
+    Args:
+        target: (H, W) or (S, H, W) ground-truth image(s) in ``image_label`` units.
+        anatomy: 'brain' or 'knee' (picks the threshold).
+    Returns:
+        float32 array of ``target``'s shape holding 0 and 1.
+    """
+    binary = (np.asarray(target) > foreground_threshold(anatomy)).astype(np.uint8)
+    if binary.ndim == 2:
+        return _morphology(binary).astype(np.float32)
+    if binary.ndim != 3:
+        raise ValueError(f"foreground_mask expects (H, W) or (S, H, W), got {binary.shape}")
+    return np.stack([_morphology(image) for image in binary]).astype(np.float32).reshape(binary.shape)

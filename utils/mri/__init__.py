@@ -1,0 +1,5 @@
+"""MRI maths shared by the data simulator, the model and the metrics.
+
+One home per idea: centred orthonormal FFTs (`fft`), complex and coil arithmetic (`coils`) and the centre
+crop to the 384x384 challenge grid (`crop`).
+"""

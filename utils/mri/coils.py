@@ -1,0 +1,60 @@
+"""Complex arithmetic on the real ``(..., 2)`` layout, root-sum-of-squares and the SENSE coil operators.
+
+The model keeps complex data as real tensors whose last axis holds (real, imaginary). |z|, sqrt and RSS have
+an infinite derivative at exactly zero, and knee k-space has zero-padded outer columns, so every magnitude
+here takes an ``eps`` that the model sets > 0 (the metrics and the simulator use 0).
+"""
+from __future__ import annotations
+
+import torch
+
+from utils.mri.fft import fft2c, ifft2c
+
+__all__ = [
+    "complex_mul",
+    "complex_conj",
+    "complex_abs",
+    "rss",
+    "rss_complex",
+    "sens_expand",
+    "sens_reduce",
+]
+
+
+def complex_mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Complex product of two real-layout tensors ``(..., 2)`` (broadcasting)."""
+    re = x[..., 0] * y[..., 0] - x[..., 1] * y[..., 1]
+    im = x[..., 0] * y[..., 1] + x[..., 1] * y[..., 0]
+    return torch.stack((re, im), dim=-1)
+
+
+def complex_conj(x: torch.Tensor) -> torch.Tensor:
+    """Complex conjugate of a real-layout tensor ``(..., 2)``."""
+    return torch.stack((x[..., 0], -x[..., 1]), dim=-1)
+
+
+def complex_abs(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Magnitude ``sqrt(re^2 + im^2 + eps)`` of a real-layout tensor ``(..., 2)`` -> ``(...)``."""
+    return torch.sqrt((x**2).sum(dim=-1) + eps)
+
+
+def rss(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
+    """Root-sum-of-squares over the coil axis ``dim``; real or complex input, real output."""
+    power = data.abs() ** 2 if data.is_complex() else data**2
+    return torch.sqrt(power.sum(dim=dim) + eps)
+
+
+def rss_complex(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
+    """Root-sum-of-squares of a real-layout complex tensor ``(..., 2)`` over ``dim`` (counted without the last axis)."""
+    dim = dim if dim >= 0 else dim - 1
+    return torch.sqrt((data**2).sum(dim=-1).sum(dim=dim) + eps)
+
+
+def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+    """Coil k-space ``F(S_c x)``: image ``(B, 1, H, W, 2)``, sens_maps ``(B, C, H, W, 2)`` -> ``(B, C, H, W, 2)``."""
+    return fft2c(complex_mul(image, sens_maps))
+
+
+def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+    """SENSE combination ``sum_c conj(S_c) F^-1(k_c)``: ``(B, C, H, W, 2)`` -> ``(B, 1, H, W, 2)``."""
+    return complex_mul(ifft2c(kspace), complex_conj(sens_maps)).sum(dim=1, keepdim=True)

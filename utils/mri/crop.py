@@ -1,0 +1,42 @@
+"""Centre crop to the challenge grid, zero-padding axes that are narrower than the target.
+
+Images are (..., H, W). The centre convention matches the centred FFT: input index ``n // 2`` lands on
+output index ``size // 2``. For even sizes this is the usual ``(n - size) // 2`` offset of fastMRI's
+``center_crop``; it also keeps the centre where an odd width is padded (knee W = 320 < 384 is padded).
+"""
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["CHALLENGE_SHAPE", "center_crop_or_pad"]
+
+CHALLENGE_SHAPE = (384, 384)
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def _spans(in_size: int, out_size: int) -> tuple[slice, slice]:
+    """Source and destination slices along one axis, centre on centre."""
+    shift = out_size // 2 - in_size // 2  # > 0: pad, < 0: crop
+    src_start = max(0, -shift)
+    dst_start = max(0, shift)
+    length = min(in_size - src_start, out_size - dst_start)
+    return slice(src_start, src_start + length), slice(dst_start, dst_start + length)
+
+
+def center_crop_or_pad(data: Array, shape: tuple[int, int] = CHALLENGE_SHAPE) -> Array:
+    """Crop (or zero-pad) the last two axes of ``data`` to ``shape`` about the centre; numpy or torch, any dtype."""
+    (src_h, dst_h), (src_w, dst_w) = (_spans(n, s) for n, s in zip(data.shape[-2:], shape))
+    if isinstance(data, torch.Tensor):
+        if tuple(data.shape[-2:]) == tuple(shape):
+            return data
+        out = data.new_zeros((*data.shape[:-2], *shape))
+    else:
+        if tuple(data.shape[-2:]) == tuple(shape):
+            return data
+        out = np.zeros((*data.shape[:-2], *shape), dtype=data.dtype)
+    out[..., dst_h, dst_w] = data[..., src_h, src_w]
+    return out

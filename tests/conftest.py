@@ -21,9 +21,17 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_copy(tiny_data, tmp_path) -> Path:
-    """A private copy of the tiny dataset that a test may break."""
+    """A private copy of the whole tiny dataset that a test may change."""
     copy = tmp_path / "Data"
     shutil.copytree(tiny_data, copy)
+    return copy
+
+
+@pytest.fixture
+def tiny_train_copy(tiny_data, tmp_path) -> Path:
+    """A private copy of the tiny train split alone (cheaper), under ``<copy>/train``."""
+    copy = tmp_path / "Data"
+    shutil.copytree(tiny_data / "train", copy / "train")
     return copy
 
 

@@ -1,0 +1,115 @@
+"""The leaderboard score: exact on identity, lower for zero-filled input, equal to the official loop, clear errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import write_reconstructions
+from utils.errors import UserInputError
+from utils.evaluation.leaderboard import score_leaderboard
+from utils.evaluation.official_reference import official_folder_ssim
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _eval(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "leaderboard_eval.py", "--no-progress", *args], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_perfect_reconstruction_scores_exactly_one(tiny_data, tmp_path):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "recon")
+    result = score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    assert result.total == 1.0 and result.mean(acceleration=4) == 1.0 and result.mean(full=True) == 1.0
+    assert result.count() == sum(h5py.File(p, "r")["image_label"].shape[0] for p in tiny_data.glob("leaderboard/*/image/*.h5"))
+
+
+def test_zero_filled_input_scores_lower(tiny_data, tmp_path):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "zf", "image_input")
+    zero_filled = score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    assert 0.3 < zero_filled.total < 0.99
+    assert all(s.ssim < 1.0 for s in zero_filled.slices)
+    assert zero_filled.mean(full=True) < zero_filled.total  # the background (SSIM 1) lifts the official number
+
+
+def test_scores_equal_the_official_per_slice_loop(tiny_data, tmp_path):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "recon", "image_grappa")
+    result = score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    for acceleration in (4, 8):
+        target_dir = tiny_data / f"leaderboard/acc{acceleration}/image"
+        names = sorted(p.name for p in target_dir.glob("*.h5"))
+        official = official_folder_ssim(target_dir, recon / f"acc{acceleration}", names)
+        ours = [s.ssim for name in names for s in result.slices if s.fname == name and s.acceleration == acceleration]
+        np.testing.assert_allclose(ours, official, atol=1e-6, rtol=0)
+        assert result.mean(acceleration=acceleration) == pytest.approx(np.mean(official), abs=1e-6)
+
+
+def test_cli_prints_the_official_lines_and_writes_csv(tiny_data, tmp_path):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "recon", "image_input")
+    csv_path = tmp_path / "scores.csv"
+    run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(recon), "--csv", str(csv_path))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("Leaderboard SSIM : ")
+    assert lines[1].startswith("Leaderboard SSIM (acc4): ") and lines[2].startswith("Leaderboard SSIM (acc8): ")
+    acc4, acc8 = float(lines[1].split(":")[1]), float(lines[2].split(":")[1])
+    assert float(lines[0].split(":")[1]) == pytest.approx((acc4 + acc8) / 2, abs=1e-4)
+    assert any(line.startswith("acc4  brain") for line in lines) and any(line.startswith("acc8  knee") for line in lines)
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "acceleration,anatomy,fname,slice_idx,ssim,ssim_full"
+    assert len(rows) - 1 == score_leaderboard(tiny_data / "leaderboard", recon, progress=False).count()
+
+
+def test_strict_demands_the_official_58_files(tiny_data, tmp_path):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "recon")
+    run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(recon), "--strict")
+    assert run.returncode == 2
+    assert "official 58 files" in run.stderr and "brain_test29.h5" in run.stderr and "Traceback" not in run.stderr
+
+
+def _break(recon: Path, name: str, action) -> None:
+    with h5py.File(recon / "acc4" / name, "r+") as handle:
+        action(handle)
+
+
+def _set(value):
+    def action(handle):
+        del handle["reconstruction"]
+        handle.create_dataset("reconstruction", data=value)
+
+    return action
+
+
+@pytest.mark.parametrize(
+    "breakage,message",
+    [
+        (lambda r: (r / "acc4/brain_test1.h5").unlink(), "missing brain_test1.h5"),
+        (lambda r: (r / "acc4/knee_test1.h5").rename(r / "acc4/knee_test2.h5"), "missing knee_test1.h5; extra knee_test2.h5"),
+        (lambda r: _break(r, "brain_test1.h5", lambda h: h.move("reconstruction", "recon")), "has no key 'reconstruction'"),
+        (lambda r: _break(r, "brain_test1.h5", _set(np.zeros((2, 320, 320), np.float32))), "has shape (2, 320, 320)"),
+        (lambda r: _break(r, "knee_test1.h5", _set(np.full((2, 384, 384), np.nan, np.float32))), "NaN or Inf values: knee_test1.h5"),
+        (lambda r: (r / "acc4/brain_test1.h5").write_bytes(b"not hdf5"), "brain_test1.h5 cannot be read as HDF5"),
+    ],
+)
+def test_bad_reconstructions_fail_with_one_clear_line(tiny_data, tmp_path, breakage, message):
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "recon")
+    breakage(recon)
+    with pytest.raises(UserInputError) as error:
+        score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    assert message in str(error.value) and str(recon / "acc4") in str(error.value)
+    run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(recon))
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and message in run.stderr
+
+
+def test_missing_folders_are_reported(tiny_data, tmp_path):
+    run = _eval("-lp", str(tmp_path / "nowhere"), "-yp", str(tmp_path))
+    assert run.returncode == 2 and "leaderboard target folder not found" in run.stderr
+    run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(tmp_path / "none"))
+    assert run.returncode == 2 and "reconstruction folder not found" in run.stderr

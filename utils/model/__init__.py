@@ -1,0 +1,18 @@
+"""The reconstruction network and its parts, one concept per module, read top-down:
+
+- ``lska``: Large Separable Kernel Attention and the LSKA encoder block;
+- ``unet``: the U-Net (plain, feature-UNet head, or LSKA-UNet);
+- ``norm_unet``: fastMRI's NormUnet (per-channel normalisation around a U-Net);
+- ``sensitivity``: ACS lines from the mask and the E2E-VarNet SensitivityModel;
+- ``feature_space``: the shared feature encoder/decoder and the FeatureImage state;
+- ``feature_block``: a feature cascade (soft data consistency + feature UNet + image conv);
+- ``varnet_block``: an E2E-VarNet image cascade;
+- ``feature_varnet``: the whole network, FeatureVarNet(cascade_counts=[a, b, c], ...);
+- ``builder``: model config -> network (the one builder training and reconstruction share);
+- ``count_params``: ``python -m utils.model.count_params model=<name>``.
+Helpers: ``complex_layout`` (complex axis <-> channels) and ``precision`` (what autocast may touch).
+"""
+from utils.model.builder import build_model, load_model_config
+from utils.model.feature_varnet import FeatureVarNet
+
+__all__ = ["FeatureVarNet", "build_model", "load_model_config"]

@@ -1,0 +1,127 @@
+"""FeatureVarNet: sensitivity maps, then feature cascades (LSKA-UNet, then plain UNet), then image cascades.
+
+``cascade_counts = [a, b, c]``:
+1. ``a`` feature blocks whose UNet is the LSKA-UNet;
+2. ``b`` feature blocks with the plain feature UNet; every third feature block overall (0, 3, 6, ...) adds
+   the extra image conv;
+3. the features are decoded to coil k-space (InstanceNorm -> decoder -> sens_expand), then ``c`` E2E-VarNet
+   image cascades refine it.
+``[0, 0, c]`` builds no encoder or decoder: it is exactly an E2E-VarNet with ``c`` cascades.
+
+k-space is multiplied by ``kspace_mult_factor`` on entry (1e6 brings the raw values, ~1e-6..1e-3, to a range
+where the normalisations' eps are negligible) and divided by it before the final inverse FFT. The output is
+the RSS of the coil images centre-cropped (or zero-padded) to 384x384.
+
+With ``checkpointing`` every block (the sensitivity model, the encoding, each cascade and the decoding) is
+recomputed in the backward pass instead of keeping its activations; it acts only when training with grad.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from utils.mri.coils import rss_complex
+from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
+from utils.mri.fft import ifft2c
+from utils.model.feature_block import FeatureBlock
+from utils.model.feature_space import FeatureDecoder, FeatureEncoder, FeatureImage, encode_input, features_to_kspace
+from utils.model.norm_unet import NormUnet
+from utils.model.precision import float32_region
+from utils.model.sensitivity import SensitivityModel
+from utils.model.unet import Unet
+from utils.model.varnet_block import VarNetBlock
+
+__all__ = ["OUTPUT_EPS", "FeatureVarNet"]
+
+# floor under the squared coil-combined magnitude in physical units (images ~1e-5..1e-3): finite gradients
+# at exact zeros (zero-padded knee columns) at a bias far below the data's noise
+OUTPUT_EPS = 1e-20
+
+# every IMAGE_CONV_EVERY-th feature block (0, 3, 6, ...) carries the extra image conv
+IMAGE_CONV_EVERY = 3
+
+
+class FeatureVarNet(nn.Module):
+    """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> image ``(B, 384, 384)``."""
+
+    def __init__(
+        self,
+        cascade_counts: Sequence[int] = (5, 10, 3),
+        feature_chans: int = 12,
+        unet_chans: int = 24,
+        pools: int = 4,
+        sens_chans: int = 8,
+        sens_pools: int = 4,
+        image_chans: int = 18,
+        image_pools: int = 4,
+        lska_k_size: int = 7,
+        kspace_mult_factor: float = 1e6,
+        checkpointing: bool = False,
+    ):
+        super().__init__()
+        lska_blocks, plain_blocks, image_blocks = (int(count) for count in cascade_counts)
+        self.cascade_counts = (lska_blocks, plain_blocks, image_blocks)
+        self.kspace_mult_factor = float(kspace_mult_factor)
+        self.checkpointing = checkpointing
+
+        self.sens_net = SensitivityModel(sens_chans, sens_pools)
+        num_feature_blocks = lska_blocks + plain_blocks
+        if num_feature_blocks:
+            self.encoder = FeatureEncoder(feature_chans)
+            self.decoder = FeatureDecoder(feature_chans)
+            self.decode_norm = nn.InstanceNorm2d(feature_chans)
+        self.feature_blocks = nn.ModuleList(
+            FeatureBlock(
+                Unet(
+                    feature_chans,
+                    feature_chans,
+                    unet_chans,
+                    pools,
+                    lska_k_size=lska_k_size if index < lska_blocks else None,
+                    norm_act_output=True,
+                ),
+                feature_chans,
+                image_conv=index % IMAGE_CONV_EVERY == 0,
+            )
+            for index in range(num_feature_blocks)
+        )
+        self.image_blocks = nn.ModuleList(
+            VarNetBlock(NormUnet(image_chans, image_pools)) for _ in range(image_blocks)
+        )
+
+    def _run(self, block: Callable, *args):
+        """``block(*args)``, checkpointed when asked for and useful (training with grad)."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def _decode(self, state: FeatureImage) -> torch.Tensor:
+        """Features -> coil k-space ``(B, C, H, W, 2)``."""
+        with float32_region(state.features):
+            features = self.decode_norm(state.features)
+        return features_to_kspace(self.decoder, features, state)
+
+    def _to_image(self, kspace: torch.Tensor) -> torch.Tensor:
+        """Scaled coil k-space ``(B, C, H, W, 2)`` -> RSS image ``(B, 384, 384)`` in physical units."""
+        coil_images = ifft2c(kspace / self.kspace_mult_factor)
+        return center_crop_or_pad(rss_complex(coil_images, dim=1, eps=OUTPUT_EPS), CHALLENGE_SHAPE)
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """masked_kspace ``(B, C, H, W, 2)`` float, mask ``(B, 1, 1, W, 1)`` 0/1 -> ``(B, 384, 384)`` float32."""
+        with float32_region(masked_kspace):
+            ref_kspace = masked_kspace.float() * self.kspace_mult_factor
+        sens_maps = self._run(self.sens_net, ref_kspace, mask)
+        sampled = mask.bool()
+
+        kspace = ref_kspace
+        if self.feature_blocks:
+            state = self._run(encode_input, self.encoder, ref_kspace, sampled, sens_maps)
+            for block in self.feature_blocks:
+                state = self._run(block, state, self.encoder, self.decoder)
+            kspace = self._run(self._decode, state)
+        for block in self.image_blocks:
+            kspace = self._run(block, kspace, ref_kspace, sampled, sens_maps)
+        return self._to_image(kspace)

@@ -1,0 +1,38 @@
+"""Coil sensitivity estimation of E2E-VarNet: ACS lines from the mask, their coil images, a NormUnet, RSS = 1.
+
+The auto-calibration (ACS) block is the run of contiguous sampled lines that contains the centre column
+``W // 2`` (DC). Only those lines are kept, so the coil images are low-resolution and alias-free; a NormUnet
+refines each coil image separately (coils are folded into the batch, so any number of coils works) and the
+maps are divided by their root-sum-of-squares.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from utils.data.masks import acs_mask
+from utils.mri.coils import rss_complex
+from utils.mri.fft import ifft2c
+from utils.model.norm_unet import NormUnet
+
+__all__ = ["SENS_EPS", "SensitivityModel"]
+
+# floor under the squared RSS of the maps, in (1e6-scaled image units)^2: keeps x / RSS and its gradient
+# finite where every coil map is zero
+SENS_EPS = 1e-12
+
+
+class SensitivityModel(nn.Module):
+    """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> sensitivity maps ``(B, C, H, W, 2)``."""
+
+    def __init__(self, chans: int, num_pools: int):
+        super().__init__()
+        self.norm_unet = NormUnet(chans, num_pools)
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Maps with ``sum_c |S_c|^2 = 1`` wherever they are not all zero."""
+        batch, coils, height, width, _ = masked_kspace.shape
+        coil_images = ifft2c(masked_kspace * acs_mask(mask))
+        coil_images = self.norm_unet(coil_images.reshape(batch * coils, 1, height, width, 2))
+        sens_maps = coil_images.reshape(batch, coils, height, width, 2)
+        return sens_maps / rss_complex(sens_maps, dim=1, eps=SENS_EPS)[:, None, :, :, None]

@@ -1,0 +1,132 @@
+"""The U-Net shared by every refinement network of the model, with optional LSKA in its deepest levels.
+
+One architecture serves three roles (fastMRI's ``Unet`` and Feature-Image VarNet's ``Unet2d`` are the same
+network with different output heads):
+- inside :class:`~utils.model.norm_unet.NormUnet` for the sensitivity model and the image cascades
+  (``norm_act_output=False``: a plain 1x1 output convolution with bias, as in fastMRI);
+- as the feature UNet of the feature blocks (``norm_act_output=True``: 1x1 convolution -> InstanceNorm ->
+  LeakyReLU, the ``Unet2d`` convention of Feature-Image VarNet);
+- as the LSKA-UNet of stage 1 (``lska_k_size`` set): the encoder blocks of the two deepest levels and the
+  bottleneck become :class:`~utils.model.lska.LSKAConvBlock`.
+
+Down-sampling is 2x2 average pooling, up-sampling a 2x2 transposed convolution. Inputs of any size are
+zero-padded about the centre to a multiple of ``2 ** num_pools`` (at least two of them) and cropped back. Zero padding (not
+reflection, as in ``Unet2d``) works for images smaller than the pad and has a deterministic backward on CUDA.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.model.lska import LSKAConvBlock
+
+__all__ = ["ConvBlock", "TransposeConvBlock", "Unet", "pad_to_multiple", "unpad"]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Zero-pad ``(..., H, W)`` about the centre to multiples of ``multiple``; returns ``(top, left, H, W)``.
+
+    Each axis becomes at least ``2 * multiple`` long so the bottleneck keeps 2x2 pixels: InstanceNorm
+    cannot normalise a single pixel.
+    """
+    height, width = x.shape[-2:]
+    pad_h = max(-height % multiple, 2 * multiple - height)
+    pad_w = max(-width % multiple, 2 * multiple - width)
+    top, left = pad_h // 2, pad_w // 2
+    if pad_h or pad_w:
+        x = F.pad(x, (left, pad_w - left, top, pad_h - top))
+    return x, (top, left, height, width)
+
+
+def unpad(x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`: crop ``(..., H', W')`` back to the box it returned."""
+    top, left, height, width = box
+    return x[..., top : top + height, left : left + width]
+
+
+class ConvBlock(nn.Module):
+    """[Conv3x3 -> InstanceNorm -> LeakyReLU(0.2)] x 2."""
+
+    def __init__(self, in_chans: int, out_chans: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            nn.InstanceNorm2d(out_chans),
+            nn.LeakyReLU(negative_slope=0.2, inplace=True),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            nn.InstanceNorm2d(out_chans),
+            nn.LeakyReLU(negative_slope=0.2, inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, in_chans, H, W)`` -> ``(B, out_chans, H, W)``."""
+        return self.layers(x)
+
+
+class TransposeConvBlock(nn.Module):
+    """2x up-sampling: ConvTranspose 2x2 stride 2 -> InstanceNorm -> LeakyReLU(0.2)."""
+
+    def __init__(self, in_chans: int, out_chans: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.ConvTranspose2d(in_chans, out_chans, kernel_size=2, stride=2, bias=False),
+            nn.InstanceNorm2d(out_chans),
+            nn.LeakyReLU(negative_slope=0.2, inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, in_chans, H, W)`` -> ``(B, out_chans, 2H, 2W)``."""
+        return self.layers(x)
+
+
+class Unet(nn.Module):
+    """U-Net with ``num_pools`` levels; level ``d`` has ``chans * 2**d`` channels, the bottleneck twice the last."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        chans: int,
+        num_pools: int,
+        lska_k_size: int | None = None,
+        norm_act_output: bool = False,
+    ):
+        super().__init__()
+        self.num_pools = num_pools
+
+        def encoder_block(depth: int, block_in: int, block_out: int) -> nn.Module:
+            # LSKA where the receptive field is already large: the two deepest levels and the bottleneck
+            if lska_k_size is not None and depth >= num_pools - 2:
+                return LSKAConvBlock(block_in, block_out, lska_k_size)
+            return ConvBlock(block_in, block_out)
+
+        widths = [chans * 2**depth for depth in range(num_pools + 1)]
+        self.down_blocks = nn.ModuleList(
+            encoder_block(depth, in_chans if depth == 0 else widths[depth - 1], widths[depth])
+            for depth in range(num_pools)
+        )
+        self.bottleneck = encoder_block(num_pools, widths[num_pools - 1], widths[num_pools])
+        self.up_samplers = nn.ModuleList(
+            TransposeConvBlock(widths[depth + 1], widths[depth]) for depth in reversed(range(num_pools))
+        )
+        self.up_blocks = nn.ModuleList(
+            ConvBlock(2 * widths[depth], widths[depth]) for depth in reversed(range(num_pools))
+        )
+        head: list[nn.Module] = [nn.Conv2d(chans, out_chans, kernel_size=1, bias=not norm_act_output)]
+        if norm_act_output:
+            head += [nn.InstanceNorm2d(out_chans), nn.LeakyReLU(negative_slope=0.2, inplace=True)]
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: ``(B, in_chans, H, W)``, any H and W -> ``(B, out_chans, H, W)``."""
+        x, box = pad_to_multiple(x, 2**self.num_pools)
+        skips = []
+        for block in self.down_blocks:
+            x = block(x)
+            skips.append(x)
+            x = F.avg_pool2d(x, kernel_size=2, stride=2)
+        x = self.bottleneck(x)
+        for up_sample, block in zip(self.up_samplers, self.up_blocks):
+            x = block(torch.cat([up_sample(x), skips.pop()], dim=1))
+        return unpad(self.head(x), box)

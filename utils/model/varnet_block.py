@@ -1,0 +1,30 @@
+"""One E2E-VarNet cascade (Sriram et al. 2020) on coil k-space:
+
+    k <- k - dc_weight * mask * (k - k0) - sens_expand(NormUnet(sens_reduce(k)), S)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from utils.mri.coils import sens_expand, sens_reduce
+from utils.model.norm_unet import NormUnet
+
+__all__ = ["VarNetBlock"]
+
+
+class VarNetBlock(nn.Module):
+    """Soft data consistency plus an image-space NormUnet refinement; all k-space maths in float32."""
+
+    def __init__(self, norm_unet: NormUnet):
+        super().__init__()
+        self.norm_unet = norm_unet
+        self.dc_weight = nn.Parameter(torch.ones(1))
+
+    def forward(
+        self, kspace: torch.Tensor, ref_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor
+    ) -> torch.Tensor:
+        """kspace, ref_kspace (measured), sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)`` bool."""
+        soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
+        refinement = sens_expand(self.norm_unet(sens_reduce(kspace, sens_maps)), sens_maps)
+        return kspace - soft_dc - refinement

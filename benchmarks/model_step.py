@@ -92,10 +92,13 @@ def _in_fresh_process(args: argparse.Namespace, checkpointing: bool) -> dict[str
     queue = context.Queue()
     process = context.Process(target=_child, args=(args, checkpointing, queue))
     process.start()
+    try:
+        result = queue.get(timeout=24 * 3600)  # read before join: a child blocks until its queue is drained
+    except Exception:
+        process.join()
+        raise RuntimeError(f"the checkpointing={checkpointing} run failed with exit code {process.exitcode}") from None
     process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"the checkpointing={checkpointing} run failed with exit code {process.exitcode}")
-    return queue.get()
+    return result
 
 
 def _report(args: argparse.Namespace, checkpointing: bool, result: dict[str, float]) -> None:

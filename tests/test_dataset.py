@@ -87,6 +87,8 @@ IMAGE = "train/image/brain_acc4_1.h5"
         (KSPACE, lambda h: h.__delitem__("mask"), "missing key 'mask'"),
         (IMAGE, lambda h: h.__delitem__("image_label"), "missing key 'image_label'"),
         (IMAGE, lambda h: h.attrs.__delitem__("max"), "missing attribute 'max'"),
+        (IMAGE, lambda h: h.attrs.__setitem__("max", "5e-4"), "attribute 'max' must be one finite positive number"),
+        (IMAGE, lambda h: h.attrs.__setitem__("max", np.nan), "attribute 'max' must be one finite positive number"),
         (KSPACE, _replace("mask", np.ones(17, np.float32)), "'mask' has shape"),
         (IMAGE, _replace("image_label", np.zeros((5, 384, 384), np.float32)), "has 5 slices"),
         (KSPACE, _replace("kspace", np.zeros((2, 4, 8), np.complex64)), "expected 4 axes"),

@@ -93,6 +93,8 @@ def _set(value):
         (lambda r: (r / "acc4/knee_test1.h5").rename(r / "acc4/knee_test2.h5"), "missing knee_test1.h5; extra knee_test2.h5"),
         (lambda r: _break(r, "brain_test1.h5", lambda h: h.move("reconstruction", "recon")), "has no key 'reconstruction'"),
         (lambda r: _break(r, "brain_test1.h5", _set(np.zeros((2, 320, 320), np.float32))), "has shape (2, 320, 320)"),
+        (lambda r: _break(r, "brain_test1.h5", lambda h: (h.__delitem__("reconstruction"), h.create_group("reconstruction"))),
+         "holds a group, not a dataset, under 'reconstruction'"),
         (lambda r: _break(r, "knee_test1.h5", _set(np.full((2, 384, 384), np.nan, np.float32))), "NaN or Inf values: knee_test1.h5"),
         (lambda r: (r / "acc4/brain_test1.h5").write_bytes(b"not hdf5"), "brain_test1.h5 cannot be read as HDF5"),
     ],

@@ -48,6 +48,9 @@ def test_rss_matches_numpy():
     x = rng.standard_normal((4, 5, 6)) + 1j * rng.standard_normal((4, 5, 6))
     expected = np.sqrt((np.abs(x) ** 2).sum(axis=0))
     np.testing.assert_allclose(rss_complex(to_real_layout(x), dim=0).numpy(), expected, rtol=1e-5)
+    # a negative dim counts the axes without the complex one: -3 is the coil axis of (C, H, W, 2)
+    np.testing.assert_allclose(rss_complex(to_real_layout(x), dim=-3).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(rss_complex(to_real_layout(x[None]), dim=-3)[0].numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(rss(torch.from_numpy(x.astype(np.complex64)), dim=0).numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(rss(torch.from_numpy(np.abs(x)), dim=0).numpy(), expected, rtol=1e-5)
 

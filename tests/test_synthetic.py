@@ -37,7 +37,7 @@ def test_layout_matches_the_challenge(tiny_data):
     assert len(names) == 2 * len(plan_jobs(tiny_data, preset))
     assert "train/kspace/brain_acc4_1.h5" in names and "val/image/knee_acc8_2.h5" in names
     assert "leaderboard/acc8/kspace/knee_test1.h5" in names and "leaderboard/acc4/image/brain_test1.h5" in names
-    assert not list(tiny_data.rglob("*.part"))
+    assert not list(tiny_data.rglob("*.tmp"))
     assert (tiny_data / MANIFEST_NAME).is_file()
 
 
@@ -128,6 +128,16 @@ def test_existing_data_of_another_seed_is_not_overwritten(tiny_copy):
     assert (tiny_copy / "train/kspace/brain_acc4_1.h5").stat().st_mtime_ns == before
 
 
+def test_a_folder_of_foreign_h5_files_is_refused_even_with_overwrite(tmp_path):
+    real = tmp_path / "Data/train/kspace/brain_acc4_1.h5"  # stands for the real challenge data: same names
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"real data")
+    for overwrite in (False, True):
+        with pytest.raises(UserInputError, match="did not write"):
+            generate(tmp_path / "Data", "tiny", overwrite=overwrite, progress=False)
+    assert real.read_bytes() == b"real data"
+
+
 def test_cli_estimates_and_rejects_unknown_presets():
     estimate = subprocess.run(
         [sys.executable, "-m", "utils.data.synthetic", "--preset", "full", "--estimate"], cwd=REPO, capture_output=True, text=True
@@ -145,3 +155,17 @@ def test_two_worker_processes_write_the_same_dataset(tiny_data, tmp_path):
             assert sorted(a.keys()) == sorted(b.keys())
             for key in a.keys():
                 np.testing.assert_array_equal(a[key][()], b[key][()])
+
+
+def test_overwrite_with_a_smaller_preset_leaves_no_stale_volumes(tmp_path):
+    from utils.data.synthetic.presets import PRESETS, Preset
+
+    bigger = Preset("bigger", 2, 1, 1, PRESETS["tiny"].brain, PRESETS["tiny"].knee)
+    PRESETS["bigger"] = bigger
+    try:
+        generate(tmp_path, "bigger", seed=1, progress=False, splits=("train",))
+        assert (tmp_path / "train/kspace/brain_acc4_2.h5").is_file()
+        generate(tmp_path, "tiny", seed=1, overwrite=True, progress=False, splits=("train",))
+    finally:
+        del PRESETS["bigger"]
+    assert sorted(p.name for p in tmp_path.glob("train/kspace/*.h5")) == ["brain_acc4_1.h5", "brain_acc8_1.h5", "knee_acc4_1.h5", "knee_acc8_1.h5"]

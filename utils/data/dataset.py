@@ -66,6 +66,13 @@ class _HandleCache:
             self._handles.move_to_end(path)
         return handle
 
+    def close(self) -> None:
+        """Close this process's handles (reopened lazily if used again)."""
+        if self._pid == os.getpid():
+            for handle in self._handles.values():
+                handle.close()
+        self._handles = OrderedDict()
+
     def __getstate__(self) -> dict:  # spawned workers start with no handles
         return {"capacity": self.capacity, "_pid": None, "_handles": OrderedDict()}
 
@@ -134,18 +141,32 @@ class SliceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
+    def example_shapes(self) -> list[tuple[int, int, int]]:
+        """k-space shape (C, H, W) of every example, for grouping equal shapes into batches."""
+        return [self.volumes[volume_idx].kspace_shape for volume_idx, _ in self.examples]
+
+    def example_volumes(self) -> list[int]:
+        """Volume index of every example, for batches that never cross a volume."""
+        return [volume_idx for volume_idx, _ in self.examples]
+
     def read_raw(self, index: int) -> RawSlice:
         """The stored arrays of example ``index``; NaN or Inf k-space raises UserInputError naming the file."""
         volume_idx, slice_idx = self.examples[index]
         volume = self.volumes[volume_idx]
-        kspace_file = self._handles.get(volume.kspace_path)
-        kspace = kspace_file["kspace"][slice_idx]
+        try:
+            kspace_file = self._handles.get(volume.kspace_path)
+            kspace = kspace_file["kspace"][slice_idx]
+            mask = kspace_file["mask"][()].astype(np.float32)
+        except OSError:
+            raise file_error(volume.kspace_path, f"slice {slice_idx} cannot be read (truncated or corrupt?)") from None
         if not np.isfinite(kspace).all():
             raise file_error(volume.kspace_path, f"slice {slice_idx} of 'kspace' holds NaN or Inf values")
-        mask = kspace_file["mask"][()].astype(np.float32)
         target, max_value = None, float("nan")
         if volume.image_path is not None:
-            target = self._handles.get(volume.image_path)["image_label"][slice_idx]
+            try:
+                target = self._handles.get(volume.image_path)["image_label"][slice_idx]
+            except OSError:
+                raise file_error(volume.image_path, f"slice {slice_idx} cannot be read (truncated or corrupt?)") from None
             max_value = volume.image.max_value
         return RawSlice(
             kspace=kspace,
@@ -160,3 +181,7 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         return self.transform(self.read_raw(index))
+
+    def close(self) -> None:
+        """Close the h5 files this process opened."""
+        self._handles.close()

@@ -6,6 +6,7 @@ attribute ``norm``, which nothing here needs).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import h5py
@@ -44,9 +45,11 @@ def require_attr(handle: h5py.File, name: str) -> float:
     if name not in handle.attrs:
         raise file_error(handle.filename, f"missing attribute '{name}'")
     value = np.asarray(handle.attrs[name])
-    if value.size != 1 or not np.isfinite(value).all() or float(value) <= 0:
+    # a string, complex or array attribute is the file's fault: one sentence, not a traceback from numpy
+    number = float(value.reshape(-1)[0]) if value.size == 1 and value.dtype.kind in "fiu" else math.nan
+    if not math.isfinite(number) or number <= 0:
         raise file_error(handle.filename, f"attribute '{name}' must be one finite positive number, got {value!r}")
-    return float(value)
+    return number
 
 
 class KspaceInfo:

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.atomic import atomic_path
 from utils.data.h5 import open_h5, require_attr, require_dataset
 from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, list_volumes, parse_volume_name
 from utils.errors import UserInputError
 from utils.metrics.foreground import foreground_mask
-from utils.metrics.ssim import masked_mean, ssim_map
+from utils.metrics.ssim import leaderboard_ssim_map, masked_mean
 
 __all__ = [
     "OFFICIAL_FILES_PER_ACCELERATION",
@@ -104,7 +105,7 @@ def score_volume(
     recon_t = torch.from_numpy(np.ascontiguousarray(reconstruction, dtype=np.float32)).to(device)
     target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(device)
     with torch.no_grad():
-        maps = ssim_map(recon_t * mask_t, target_t * mask_t, max_value)
+        maps = leaderboard_ssim_map(recon_t, target_t, mask_t, max_value)
         official = maps.mean(dim=(-2, -1))
         foreground_only = masked_mean(maps, mask_t)
     return official.double().cpu().numpy(), foreground_only.double().cpu().numpy()
@@ -131,6 +132,8 @@ def _check_reconstructions(target_dir: Path, recon_dir: Path, key: str) -> list[
             with h5py.File(recons[name], "r") as recon_file:
                 if key not in recon_file:
                     problems.append(f"{name} has no key '{key}' (keys: {sorted(recon_file.keys())})")
+                elif not isinstance(recon_file[key], h5py.Dataset):
+                    problems.append(f"{name} holds a group, not a dataset, under '{key}'")
                 elif recon_file[key].shape != target_shape:
                     problems.append(f"{name} has shape {recon_file[key].shape} but its target has {target_shape}")
         except OSError:
@@ -224,10 +227,7 @@ def format_report(result: LeaderboardResult) -> str:
 
 def write_csv(result: LeaderboardResult, path: str | Path) -> None:
     """Per-slice scores as CSV (written to a temporary file, then renamed)."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".part")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(SliceScore.__dataclass_fields__))
         writer.writeheader()
         writer.writerows(asdict(s) for s in result.slices)
-    temporary.replace(path)

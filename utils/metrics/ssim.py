@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["WIN_SIZE", "ssim_map", "ssim", "masked_mean"]
+__all__ = ["WIN_SIZE", "ssim_map", "ssim", "masked_mean", "leaderboard_ssim_map"]
 
 WIN_SIZE = 7
 K1 = 0.01
@@ -84,5 +84,22 @@ def masked_mean(ssim_values: torch.Tensor, mask: torch.Tensor, win_size: int = W
         (B,) values; NaN for an image whose foreground is empty.
     """
     border = win_size // 2
-    mask = mask[..., border:-border, border:-border].to(ssim_values.dtype)
+    height, width = mask.shape[-2:]
+    mask = mask[..., border : height - border, border : width - border].to(ssim_values.dtype)
     return (ssim_values * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1))
+
+
+def leaderboard_ssim_map(
+    reconstruction: torch.Tensor, target: torch.Tensor, fg_mask: torch.Tensor, data_range: torch.Tensor | float
+) -> torch.Tensor:
+    """The leaderboard's SSIM map: both images multiplied by the foreground mask first (SPEC §2).
+
+    Its mean over the map is the official per-slice score; :func:`masked_mean` of it is SSIM_full. The
+    training loss, validation and the leaderboard scorer all call this.
+
+    Args:
+        reconstruction, target, fg_mask: (B, H, W); data_range: scalar or (B,).
+    Returns:
+        (B, H - 6, W - 6) SSIM map.
+    """
+    return ssim_map(reconstruction * fg_mask, target * fg_mask, data_range)

@@ -46,7 +46,7 @@ def rss(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
 
 def rss_complex(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
     """Root-sum-of-squares of a real-layout complex tensor ``(..., 2)`` over ``dim`` (counted without the last axis)."""
-    dim = dim if dim >= 0 else dim - 1
+    # the complex axis is summed away first, so ``dim`` (negative ones included) indexes the reduced tensor
     return torch.sqrt((data**2).sum(dim=-1).sum(dim=dim) + eps)
 
 

@@ -28,7 +28,10 @@ def _spans(in_size: int, out_size: int) -> tuple[slice, slice]:
 
 
 def center_crop_or_pad(data: Array, shape: tuple[int, int] = CHALLENGE_SHAPE) -> Array:
-    """Crop (or zero-pad) the last two axes of ``data`` to ``shape`` about the centre; numpy or torch, any dtype."""
+    """Crop (or zero-pad) the last two axes of ``data`` to ``shape`` about the centre; numpy or torch, any dtype.
+
+    Returns ``data`` itself (not a copy) when it already has ``shape``.
+    """
     (src_h, dst_h), (src_w, dst_w) = (_spans(n, s) for n, s in zip(data.shape[-2:], shape))
     if isinstance(data, torch.Tensor):
         if tuple(data.shape[-2:]) == tuple(shape):

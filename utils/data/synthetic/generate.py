@@ -1,7 +1,7 @@
 """Write a whole synthetic dataset in the challenge layout (SPEC §1).
 
 Jobs are independent files, each seeded by (seed, split, anatomy, acceleration, index), so the output is the
-same for any number of worker processes. Every file is written to ``<name>.part`` and renamed, and a volume
+same for any number of worker processes. Every file is written to a temporary file and renamed, and a volume
 whose two files both exist is skipped, so an interrupted run resumes where it stopped. A manifest records the
 preset and seed: asking for a different one in a non-empty folder is refused unless ``overwrite``.
 """
@@ -106,8 +106,16 @@ def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> None:
             raise UserInputError(
                 f"{out}: already holds synthetic data made with {existing}; pass --overwrite to replace it with {manifest}"
             )
-    elif any(out.glob("*/**/*.h5")) and not overwrite:
+    elif any(out.glob("*/**/*.h5")):  # the real challenge data has the same names: never overwrite it
         raise UserInputError(f"{out}: already holds .h5 files that this generator did not write; choose another --out")
+
+
+def _remove_unplanned(out: Path, planned: list[Job]) -> None:
+    """On --overwrite, drop volumes of the previous preset that this one does not write (no mixed datasets)."""
+    keep = {job.kspace_path for job in planned} | {job.image_path for job in planned}
+    for path in out.glob("*/**/*.h5"):
+        if path not in keep:
+            path.unlink()
 
 
 def generate(
@@ -127,7 +135,10 @@ def generate(
         raise UserInputError(str(err)) from None
     manifest = {"preset": preset.name, "seed": seed}
     _check_manifest(out, manifest, overwrite)
-    jobs = [job for job in plan_jobs(out, preset) if job.split in splits]
+    planned = plan_jobs(out, preset)
+    if overwrite:
+        _remove_unplanned(out, planned)
+    jobs = [job for job in planned if job.split in splits]
     todo = [job for job in jobs if overwrite or not job.done]
     try:
         for folder in {job.kspace_path.parent for job in jobs} | {job.image_path.parent for job in jobs}:

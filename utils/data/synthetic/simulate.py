@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import torch
 
+from utils.atomic import atomic_path
 from utils.data.masks import equispaced_mask
 from utils.data.synthetic.brain import BRAIN_CONTRASTS, render_brain_volume
 from utils.data.synthetic.coils import birdcage_sensitivities, correlated_noise, noise_covariance, smooth_phase
@@ -101,13 +102,11 @@ def _rss_crop(kspace: np.ndarray) -> np.ndarray:
     return center_crop_or_pad(image, CHALLENGE_SHAPE).numpy()
 
 
-def _write_atomically(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, float]) -> None:
-    temporary = path.with_name(path.name + ".part")
-    with h5py.File(temporary, "w") as handle:
+def _write_h5(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, float]) -> None:
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
         for key, value in arrays.items():
             handle.create_dataset(key, data=value)
         handle.attrs.update(attrs)
-    temporary.replace(path)
 
 
 def write_volume(rng: np.random.Generator, recipe: VolumeRecipe, kspace_path: Path, image_path: Path) -> None:
@@ -140,5 +139,5 @@ def write_volume(rng: np.random.Generator, recipe: VolumeRecipe, kspace_path: Pa
 
     label = images["image_label"]
     attrs = {"max": float(label.max()), "norm": float(np.linalg.norm(label))}
-    _write_atomically(kspace_path, {"kspace": stored_kspace, "mask": mask}, {})
-    _write_atomically(image_path, images, attrs)
+    _write_h5(kspace_path, {"kspace": stored_kspace, "mask": mask}, {})
+    _write_h5(image_path, images, attrs)

@@ -21,7 +21,7 @@ from utils.model.feature_space import (
     kspace_to_features,
 )
 from utils.model.precision import float32_region
-from utils.model.unet import Unet
+from utils.model.unet import ConvBlock, Unet
 
 __all__ = ["ImageConv", "FeatureBlock"]
 
@@ -32,14 +32,7 @@ class ImageConv(nn.Module):
     def __init__(self, feature_chans: int):
         super().__init__()
         self.input_norm = nn.InstanceNorm2d(feature_chans)
-        self.layers = nn.Sequential(
-            nn.Conv2d(feature_chans, feature_chans, kernel_size=5, padding=2, bias=False),
-            nn.InstanceNorm2d(feature_chans),
-            nn.LeakyReLU(negative_slope=0.2, inplace=True),
-            nn.Conv2d(feature_chans, feature_chans, kernel_size=5, padding=2, bias=False),
-            nn.InstanceNorm2d(feature_chans),
-            nn.LeakyReLU(negative_slope=0.2, inplace=True),
-        )
+        self.layers = ConvBlock(feature_chans, feature_chans, kernel_size=5)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features ``(B, F, H, W)`` -> ``(B, F, H, W)``."""

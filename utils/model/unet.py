@@ -46,15 +46,16 @@ def unpad(x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
 
 
 class ConvBlock(nn.Module):
-    """[Conv3x3 -> InstanceNorm -> LeakyReLU(0.2)] x 2."""
+    """[Conv kxk -> InstanceNorm -> LeakyReLU(0.2)] x 2 (k = 3 in the U-Nets, 5 in the feature image conv)."""
 
-    def __init__(self, in_chans: int, out_chans: int):
+    def __init__(self, in_chans: int, out_chans: int, kernel_size: int = 3):
         super().__init__()
+        padding = kernel_size // 2
         self.layers = nn.Sequential(
-            nn.Conv2d(in_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            nn.Conv2d(in_chans, out_chans, kernel_size=kernel_size, padding=padding, bias=False),
             nn.InstanceNorm2d(out_chans),
             nn.LeakyReLU(negative_slope=0.2, inplace=True),
-            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            nn.Conv2d(out_chans, out_chans, kernel_size=kernel_size, padding=padding, bias=False),
             nn.InstanceNorm2d(out_chans),
             nn.LeakyReLU(negative_slope=0.2, inplace=True),
         )

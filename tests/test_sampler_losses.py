@@ -1,0 +1,75 @@
+"""Batch samplers and the masked training losses."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from utils.data.sampler import ShapeGroupedBatchSampler, volume_batches
+from utils.metrics.foreground import foreground_mask
+from utils.metrics.ssim import ssim
+from utils.training.losses import MaskedL1Loss, MaskedSSIML1Loss, MaskedSSIMLoss
+
+SHAPES = [(4, 768, 396)] * 5 + [(4, 640, 368)] * 4 + [(15, 640, 368)] * 3
+
+
+def test_batches_hold_one_shape_and_cover_every_example_once():
+    sampler = ShapeGroupedBatchSampler(SHAPES, batch_size=2, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 + 2 + 2
+    assert sorted(i for batch in batches for i in batch) == list(range(len(SHAPES)))
+    assert all(len({SHAPES[i] for i in batch}) == 1 for batch in batches)
+
+
+def test_order_depends_on_seed_and_epoch_only():
+    first = ShapeGroupedBatchSampler(SHAPES, batch_size=1, seed=3)
+    again = ShapeGroupedBatchSampler(SHAPES, batch_size=1, seed=3)
+    assert list(first) == list(again)
+    first.set_epoch(1)
+    assert list(first) != list(again)
+    again.set_epoch(1)
+    assert list(first) == list(again)
+
+
+def test_shards_are_disjoint_equal_and_cover_the_epoch():
+    shards = [list(ShapeGroupedBatchSampler(SHAPES, 1, seed=0, num_replicas=2, rank=rank)) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 6
+    assert sorted(i for shard in shards for batch in shard for i in batch) == list(range(len(SHAPES)))
+
+
+def test_volume_batches_stay_inside_a_volume_and_keep_order():
+    volumes = [0, 0, 0, 1, 1, 2]
+    assert volume_batches(volumes, 2) == [[0, 1], [2], [3, 4], [5]]
+    assert volume_batches(volumes, 1) == [[i] for i in range(6)]
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    target = ((yy - 32) ** 2 + (xx - 32) ** 2 < 400) * 4e-4 + rng.random((2, 64, 64)) * 1e-5
+    target = torch.from_numpy(target.astype(np.float32))
+    fg_mask = torch.from_numpy(foreground_mask(target.numpy(), "brain"))
+    output = target + torch.from_numpy(rng.normal(scale=3e-5, size=target.shape).astype(np.float32))
+    return output, target, fg_mask, torch.tensor([4e-4, 5e-4], dtype=torch.float64)
+
+
+def test_losses_are_zero_for_a_perfect_output(images):
+    _, target, fg_mask, max_value = images
+    for loss in (MaskedSSIMLoss(), MaskedL1Loss(), MaskedSSIML1Loss()):
+        assert loss(target, target, fg_mask, max_value).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ssim_loss_is_one_minus_the_leaderboard_score(images):
+    output, target, fg_mask, max_value = images
+    expected = 1 - ssim(output * fg_mask, target * fg_mask, max_value).mean()
+    assert MaskedSSIMLoss()(output, target, fg_mask, max_value).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_l1_counts_only_the_foreground_in_units_of_the_max(images):
+    _, target, fg_mask, max_value = images
+    shifted = target + 1e-4 * fg_mask + 1.0 * (1 - fg_mask)  # huge errors outside the mask are ignored
+    expected = (1e-4 / max_value).mean().item()
+    assert MaskedL1Loss()(shifted, target, fg_mask, max_value).item() == pytest.approx(expected, rel=1e-4)
+    combined = MaskedSSIML1Loss(ssim_weight=0.0, l1_weight=2.0)(shifted, target, fg_mask, max_value)
+    assert combined.item() == pytest.approx(2 * expected, rel=1e-4)

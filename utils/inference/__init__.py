@@ -1,0 +1,1 @@
+"""Running a trained model over whole volumes: batching, the forward pass and writing reconstructions."""

@@ -1,0 +1,72 @@
+"""Checkpoints: tensors and plain Python data only, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint is a dict::
+
+    format        "fastmri-featurevarnet/1"
+    model         model state_dict                 model_config  plain dict (configs/model/*.yaml keys)
+    optimizer     optimizer state_dict             scheduler     scheduler state_dict
+    scaler        GradScaler state_dict or None    epoch         epochs completed
+    global_step   optimizer steps so far           best_metric / best_epoch / select_best_by
+    train_loss_log, val_loss_log, val_ssim_log     lists of [epoch, value]
+    rng           utils.training.rng.capture_rng_state()
+    config        the whole resolved run config as plain data
+
+Reconstruction rebuilds the network from ``model_config`` alone, so no model flags are ever needed.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.atomic import atomic_path
+from utils.errors import file_error
+from utils.model.builder import build_model
+from utils.model.feature_varnet import FeatureVarNet
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+
+CHECKPOINT_FORMAT = "fastmri-featurevarnet/1"
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint`` to ``path`` atomically (the previous file survives any interruption)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, temporary)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint of this repository safely; anything else is a UserInputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise file_error(
+            path, "holds pickled Python objects, not only tensors and plain data; refusing to load it (weights_only)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+        raise file_error(path, "is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise file_error(path, f"is not a checkpoint of this repository (expected format '{CHECKPOINT_FORMAT}')")
+    for key in ("model", "model_config"):
+        if key not in checkpoint:
+            raise file_error(path, f"checkpoint has no '{key}' entry")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> FeatureVarNet:
+    """Rebuild the network from the checkpoint's ``model_config`` and load its weights (strictly)."""
+    model = build_model(checkpoint["model_config"])
+    try:
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise file_error(path, f"weights do not fit the model config stored with them ({first_line})") from None
+    return model

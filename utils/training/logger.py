@@ -1,0 +1,84 @@
+"""What a run records: numpy loss logs (always), a plain text log (always), and Weights & Biases (optional).
+
+- ``train_loss_log.npy`` / ``val_loss_log.npy`` / ``val_ssim_log.npy``: float64 arrays of (epoch, value) rows,
+  rewritten atomically after every epoch.
+- The text log is Python ``logging``; ``final_main.py`` (Hydra) writes it to the run's ``hydra/<time>/`` folder.
+- W&B ``mode``: ``offline`` (default; files under the run folder, no network, never a prompt), ``online``
+  (needs ``WANDB_API_KEY`` or ``wandb login``; refused otherwise instead of prompting) or ``disabled``.
+"""
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from utils.atomic import save_npy
+from utils.errors import UserInputError
+
+__all__ = ["LOGGER_MODES", "RunLogger", "write_history"]
+
+LOGGER_MODES = ("online", "offline", "disabled")
+log = logging.getLogger("train")
+
+
+def write_history(path: Path, rows: Sequence[Sequence[float]]) -> None:
+    """Save (epoch, value) rows as a float64 (N, 2) array, atomically."""
+    save_npy(path, np.asarray(rows, dtype=np.float64).reshape(-1, 2))
+
+
+def _has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+class RunLogger:
+    """Metrics and images to W&B (unless disabled) and to the text log."""
+
+    def __init__(self, run_dir: Path, mode: str, project: str, run_name: str, config: dict[str, Any], entity: str | None = None, tags: Sequence[str] = ()):
+        if mode not in LOGGER_MODES:
+            raise UserInputError(f"logger.mode must be one of {', '.join(LOGGER_MODES)}, got {mode!r}")
+        self.run = None
+        if mode == "disabled":
+            return
+        if mode == "online" and not _has_wandb_credentials():
+            raise UserInputError(
+                "logger.mode=online needs W&B credentials (WANDB_API_KEY or `wandb login`); use logger.mode=offline to log locally"
+            )
+        import wandb  # imported only when used: it is slow to import
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            name=run_name,
+            dir=str(run_dir),
+            mode=mode,
+            config=config,
+            tags=list(tags),
+            settings=wandb.Settings(console="off"),
+        )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Metrics at ``step`` (the epoch): to W&B and one line of the text log."""
+        log.info("epoch %d: %s", step, ", ".join(f"{key} {value:.5g}" for key, value in metrics.items()))
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def log_images(self, images: Sequence[tuple[str, np.ndarray]], step: int) -> None:
+        """Validation images (caption, (H, W) array in [0, 1]) to W&B."""
+        if self.run is not None and images:
+            self.run.log({"val/images": [self._wandb.Image(image, caption=caption) for caption, image in images]}, step=step)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,119 @@
+"""Everything a run needs before its first step, built from the config with clear errors.
+
+Config values a user types (``training.epochs=0``, ``optimizer.lr=-1``, an unknown ``logger.mode``) are
+checked here and reported as one :class:`~utils.errors.UserInputError` naming the key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from utils.data.dataset import SliceDataset
+from utils.errors import UserInputError
+from utils.training.logger import LOGGER_MODES
+
+__all__ = ["check_config", "resolve_device", "prepare_data", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
+
+log = logging.getLogger("train")
+SCHEDULER_INTERVALS = ("epoch", "step")
+SELECTION_METRICS = ("val_ssim", "train_loss")
+
+
+def _require(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise UserInputError(f"config value {key}={value!r} is invalid: expected {expected}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject invalid values of the keys users override most, before anything is built."""
+    training, data = cfg.training, cfg.data
+    _require(_is_int(cfg.seed), "seed", "an integer", cfg.seed)
+    _require(isinstance(cfg.exp_name, str) and cfg.exp_name.strip() not in ("", ".", ".."), "exp_name", "a folder name", cfg.exp_name)
+    _require("/" not in cfg.exp_name, "exp_name", "a folder name without '/'", cfg.exp_name)
+    _require(_is_int(training.epochs) and training.epochs >= 1, "training.epochs", "an integer >= 1", training.epochs)
+    _require(_is_int(training.grad_accumulation) and training.grad_accumulation >= 1, "training.grad_accumulation", "an integer >= 1", training.grad_accumulation)
+    clip = training.grad_clip
+    _require(clip is None or (isinstance(clip, (int, float)) and clip > 0), "training.grad_clip", "a number > 0 or null", clip)
+    _require(_is_int(training.val_every) and training.val_every >= 1, "training.val_every", "an integer >= 1", training.val_every)
+    _require(training.select_best_by in SELECTION_METRICS, "training.select_best_by", " or ".join(SELECTION_METRICS), training.select_best_by)
+    _require(_is_int(data.batch_size) and data.batch_size >= 1, "data.batch_size", "an integer >= 1", data.batch_size)
+    _require(_is_int(data.num_workers) and data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+    _require(cfg.logger.mode in LOGGER_MODES, "logger.mode", " or ".join(LOGGER_MODES), cfg.logger.mode)
+    lr = cfg.optimizer.get("lr")
+    _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
+    interval = cfg.scheduler.get("interval", "epoch")
+    _require(interval in SCHEDULER_INTERVALS, "scheduler.interval", " or ".join(SCHEDULER_INTERVALS), interval)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; ``cuda``/``cuda:N`` must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"config value training.device={name!r} is invalid: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UserInputError(f"training.device={name}: that CUDA device is not available on this machine")
+    return device
+
+
+def prepare_data(data_cfg: DictConfig, seed: int) -> Path:
+    """The data root; with ``data.synthetic_preset`` set, missing synthetic data is generated first."""
+    root = Path(data_cfg.root)
+    if data_cfg.get("synthetic_preset"):
+        from utils.data.synthetic.generate import generate  # heavy imports only when needed
+
+        written = generate(root, data_cfg.synthetic_preset, seed=seed, workers=min(2, os.cpu_count() or 1))
+        if written:
+            log.info("generated %d synthetic '%s' volumes under %s", len(written), data_cfg.synthetic_preset, root)
+    return root
+
+
+def build_datasets(data_cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceDataset]:
+    """Train and validation slice datasets (file mask, no augmentation)."""
+    return SliceDataset(root / data_cfg.train_split), SliceDataset(root / data_cfg.val_split)
+
+
+def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
+    try:
+        return instantiate(node, **extra)
+    except (InstantiationException, TypeError, ValueError) as err:
+        message = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
+        raise UserInputError(f"the {group} config cannot be built: {message}") from None
+
+
+def build_optimizer(optimizer_cfg: DictConfig, parameters) -> torch.optim.Optimizer:
+    """``optimizer/*.yaml`` (a ``_partial_`` torch optimizer) applied to ``parameters``; its ``lr`` is the lr used."""
+    factory = _instantiate("optimizer", optimizer_cfg)
+    try:
+        return factory(parameters)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"the optimizer config cannot be built: {err}") from None
+
+
+def build_scheduler(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer) -> tuple[Any, str]:
+    """``scheduler/*.yaml`` applied to ``optimizer``, and its stepping ``interval`` (epoch or step)."""
+    node = OmegaConf.to_container(scheduler_cfg, resolve=True)
+    interval = node.pop("interval", "epoch")
+    factory = _instantiate("scheduler", OmegaConf.create(node))
+    try:
+        return factory(optimizer), interval
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"the scheduler config cannot be built: {err}") from None
+
+
+def build_loss(loss_cfg: DictConfig) -> torch.nn.Module:
+    """``loss/*.yaml`` -> a loss module ``(output, target, fg_mask, max_value) -> scalar``."""
+    return _instantiate("loss", loss_cfg)

@@ -1,0 +1,193 @@
+"""The training run: epochs of optimizer steps, validation, checkpoints and logs under result/<exp_name>/.
+
+    result/<exp_name>/
+      checkpoints/model.pt         every epoch (resume from here)
+      checkpoints/best_model.pt    best by validation SSIM (or by train loss, see training.select_best_by)
+      train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy      (epoch, value) rows
+      reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
+      hydra/<time>/                resolved config, overrides and the text log of each invocation
+      wandb/                       W&B files (logger.mode offline or online)
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils.data.sampler import ShapeGroupedBatchSampler
+from utils.errors import UserInputError, file_error
+from utils.inference.reconstruct import run_model, volume_loader
+from utils.inference.writer import ReconstructionWriter
+from utils.model.builder import build_model
+from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.logger import RunLogger, write_history
+from utils.training.rng import capture_rng_state, restore_rng_state, seed_everything, seed_worker
+from utils.training.setup import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
+from utils.training.validate import validate
+
+__all__ = ["TrainState", "train"]
+
+log = logging.getLogger("train")
+
+
+@dataclass
+class TrainState:
+    """Progress that a checkpoint must carry for an exact resume (plain data only)."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    train_loss_log: list[list[float]] = field(default_factory=list)
+    val_loss_log: list[list[float]] = field(default_factory=list)
+    val_ssim_log: list[list[float]] = field(default_factory=list)
+
+
+def _improved(value: float, best: float | None, select_best_by: str) -> bool:
+    if best is None:
+        return True
+    return value > best if select_best_by == "val_ssim" else value < best
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, step_scheduler: bool, state: TrainState, settings: DictConfig, device, progress: bool) -> float:
+    """One pass over ``loader`` with gradient accumulation and clipping; returns the mean loss per slice."""
+    model.train()
+    accumulation, num_batches = settings.grad_accumulation, len(loader)
+    total, slices = 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=f"epoch {state.epoch}/{settings.epochs - 1}", unit="batch", disable=not progress)
+    for index, batch in enumerate(bar):
+        output = run_model(model, batch, device)
+        max_value = batch.max_value.to(device=device, dtype=torch.float64)
+        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value)
+        group_start = index - index % accumulation
+        group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
+        (loss / group_size).backward()
+        total, slices = total + loss.item() * len(output), slices + len(output)
+        if index + 1 == group_start + group_size:
+            if settings.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            if step_scheduler:
+                scheduler.step()
+        bar.set_postfix(loss=f"{total / slices:.4f}")
+    return total / slices
+
+
+def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": None,
+        "select_best_by": cfg.training.select_best_by,
+        "rng": capture_rng_state(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        **asdict(state),
+    }
+
+
+def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler) -> TrainState:
+    """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
+    last = checkpoint_dir / "model.pt"
+    if not cfg.training.resume:
+        if last.exists() and not cfg.training.overwrite:
+            raise UserInputError(
+                f"{checkpoint_dir.parent}: already holds a run; continue it with training.resume=true, "
+                "pick another exp_name=, or start over with training.overwrite=true"
+            )
+        return TrainState()
+    if not last.exists():
+        log.warning("training.resume=true but %s does not exist: starting from scratch", last)
+        return TrainState()
+    checkpoint = load_checkpoint(last)
+    if checkpoint["model_config"] != OmegaConf.to_container(cfg.model, resolve=True):
+        raise file_error(last, "was trained with another model config; resume with the same model= settings")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng_state(checkpoint["rng"])
+    state = TrainState(**{key: checkpoint[key] for key in TrainState.__dataclass_fields__})
+    log.info("resumed %s after epoch %d (step %d)", last, state.epoch, state.global_step)
+    return state
+
+
+def train(cfg: DictConfig, progress: bool = True) -> TrainState:
+    """Run (or resume) the training described by a composed ``configs/train.yaml``-style config."""
+    check_config(cfg)
+    settings = cfg.training
+    run_dir = Path(cfg.result_root) / cfg.exp_name
+    checkpoint_dir = run_dir / "checkpoints"
+    device = resolve_device(settings.device)
+    seed_everything(cfg.seed)
+
+    train_set, val_set = build_datasets(cfg.data, prepare_data(cfg.data, cfg.seed))
+    model = build_model(cfg.model).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    scheduler, interval = build_scheduler(cfg.scheduler, optimizer)
+    loss_fn = build_loss(cfg.loss)
+    state = _start(cfg, checkpoint_dir, model, optimizer, scheduler)
+    try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
+
+    sampler = ShapeGroupedBatchSampler(train_set.example_shapes(), cfg.data.batch_size, shuffle=True, seed=cfg.seed)
+    loader_seed = torch.Generator()
+    train_loader = DataLoader(
+        train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
+        generator=loader_seed, pin_memory=device.type == "cuda",
+    )
+    val_loader = volume_loader(val_set, cfg.data.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda")
+    logger = RunLogger(run_dir, cfg.logger.mode, cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
+    log.info("training %s: %d train / %d val slices, %s, device %s", cfg.exp_name, len(train_set), len(val_set), model.cascade_counts, device)
+
+    try:
+        for epoch in range(state.epoch, settings.epochs):
+            sampler.set_epoch(epoch)
+            loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
+            train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, interval == "step", state, settings, device, progress)
+            metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
+            if interval == "epoch":
+                scheduler.step()
+            state.train_loss_log.append([epoch, train_loss])
+            selection_value = train_loss if settings.select_best_by == "train_loss" else None
+
+            if (epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs:
+                writer = None
+                if settings.save_val_reconstructions:
+                    writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
+                result = validate(model, val_loader, loss_fn, device, writer, settings.log_images, progress)
+                state.val_loss_log.append([epoch, result.loss])
+                state.val_ssim_log.append([epoch, result.ssim])
+                metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim, **{f"val/ssim_{k}": v for k, v in result.group_ssim.items()}})
+                logger.log_images(result.images, epoch)
+                if settings.select_best_by == "val_ssim":
+                    selection_value = result.ssim
+
+            improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
+            if improved:
+                state.best_metric, state.best_epoch = selection_value, epoch
+            state.epoch = epoch + 1
+            checkpoint = _checkpoint(model, optimizer, scheduler, state, cfg)
+            save_checkpoint(checkpoint_dir / "model.pt", checkpoint)
+            if improved:
+                save_checkpoint(checkpoint_dir / "best_model.pt", checkpoint)
+            write_history(run_dir / "train_loss_log.npy", state.train_loss_log)
+            write_history(run_dir / "val_loss_log.npy", state.val_loss_log)
+            write_history(run_dir / "val_ssim_log.npy", state.val_ssim_log)
+            logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
+    finally:
+        logger.finish()
+    log.info("best %s %.5f at epoch %s; checkpoints in %s", settings.select_best_by, state.best_metric, state.best_epoch, checkpoint_dir)
+    return state

@@ -5,30 +5,39 @@
     python3 final_main.py --config-name=demo exp_name=try2 training.epochs=3 optimizer.lr=3e-4
 
 Writes result/<exp_name>/checkpoints/{model,best_model}.pt and the (epoch, value) loss logs; see
-utils/training/trainer.py for the folder layout.
+utils/training/trainer.py for the folder layout. A mistake (config, override, data, checkpoint) ends in one
+line on stderr and exit status 2; ``MRI_DEBUG=1`` shows the traceback.
 """
 from __future__ import annotations
 
-import os
-import sys
+from pathlib import Path
+from typing import Sequence
 
 import hydra
 from omegaconf import DictConfig
 
-from utils.errors import EXIT_USER_ERROR, UserInputError
+from utils.errors import UserInputError, debug_requested, report_and_exit, run_cli
+from utils.training.setup import check_command_line
 from utils.training.trainer import train
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = "train"
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
+
+@hydra.main(version_base="1.3", config_path="configs", config_name=DEFAULT_CONFIG)
+def hydra_main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except UserInputError as err:
-        if os.environ.get("MRI_DEBUG", "") not in ("", "0"):
+    except UserInputError as err:  # caught here: Hydra would print it over several lines with exit status 1
+        if debug_requested():
             raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        report_and_exit(err)
+
+
+def main(argv: Sequence[str]) -> None:
+    check_command_line(argv, CONFIG_DIR, DEFAULT_CONFIG)
+    hydra_main()  # Hydra reads sys.argv itself
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -13,12 +13,12 @@ from typing import Sequence
 
 import torch
 
-from utils.errors import UserInputError, run_cli
-from utils.evaluation.leaderboard import DEFAULT_KEY, format_report, score_leaderboard, write_csv
+from utils.errors import ArgumentParser, UserInputError, run_cli
+from utils.evaluation.leaderboard import DEFAULT_KEY, check_csv_path, format_report, score_leaderboard, write_csv
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Leaderboard SSIM of reconstructions (acc4, acc8 and total).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -42,6 +42,8 @@ def main(argv: Sequence[str]) -> int:
         if not torch.cuda.is_available():
             raise UserInputError(f"-g {args.GPU_NUM}: CUDA is not available on this machine; use -g -1 for the CPU")
         device = f"cuda:{args.GPU_NUM}"
+    if args.csv:
+        check_csv_path(args.csv)  # before scoring, not after minutes of it
     result = score_leaderboard(
         args.path_leaderboard_data, args.path_your_data, args.output_key, args.strict, device, not args.no_progress
     )

@@ -17,7 +17,7 @@ import torch
 
 from utils.data.dataset import SliceDataset
 from utils.data.layout import ACCELERATIONS
-from utils.errors import UserInputError, run_cli
+from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.inference.reconstruct import reconstruct_dataset
 from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -26,7 +26,7 @@ LEADERBOARD_SLICES = 1809  # acc4 520 brain + 388 knee, acc8 520 brain + 381 kne
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Reconstruct leaderboard k-space with a checkpoint.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("-c", "--checkpoint", default="../result/demo/checkpoints/best_model.pt", help="checkpoint file")

@@ -3,16 +3,26 @@
 A ``UserInputError`` says in one sentence which file (or config value) is wrong and how. Scripts run their
 ``main`` through :func:`run_cli`, which prints that sentence to stderr and exits with status 2 instead of a
 traceback from deep inside h5py or torch. ``--debug`` on the command line (or ``MRI_DEBUG=1``) shows the
-traceback as well.
+traceback as well. Command-line mistakes caught by :class:`ArgumentParser` are reported the same way.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-__all__ = ["UserInputError", "file_error", "run_cli", "EXIT_USER_ERROR"]
+__all__ = [
+    "UserInputError",
+    "file_error",
+    "ArgumentParser",
+    "debug_requested",
+    "one_line",
+    "report_and_exit",
+    "run_cli",
+    "EXIT_USER_ERROR",
+]
 
 EXIT_USER_ERROR = 2
 
@@ -26,8 +36,40 @@ def file_error(path: str | os.PathLike, problem: str) -> UserInputError:
     return UserInputError(f"{Path(path)}: {problem}")
 
 
-def _debug_requested(argv: Sequence[str]) -> bool:
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose mistakes (unknown flag, bad value) are a one-line UserInputError."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserInputError(f"{self.prog}: {message} (see --help)")
+
+
+def debug_requested(argv: Sequence[str] = ()) -> bool:
+    """``--debug`` among the arguments, or ``MRI_DEBUG`` set to anything but 0."""
     return "--debug" in argv or os.environ.get("MRI_DEBUG", "") not in ("", "0")
+
+
+def one_line(err: UserInputError) -> str:
+    """The error's sentence on one line.
+
+    A UserInputError raised in a DataLoader worker is re-raised by torch with the worker's whole traceback as
+    its message; its last line holds the original sentence.
+    """
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return err.__class__.__name__
+    if len(lines) == 1:
+        return lines[0]
+    last = lines[-1]
+    for prefix in (f"{UserInputError.__module__}.{UserInputError.__name__}: ", f"{UserInputError.__name__}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return " ".join(lines)
+
+
+def report_and_exit(err: UserInputError) -> NoReturn:
+    """Print ``error: <sentence>`` to stderr and exit with status 2."""
+    print(f"error: {one_line(err)}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
@@ -36,10 +78,9 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
     try:
         status = main(argv)
     except UserInputError as err:
-        if _debug_requested(argv):
+        if debug_requested(argv):
             raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        report_and_exit(err)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

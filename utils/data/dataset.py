@@ -111,9 +111,12 @@ class SliceDataset(Dataset):
     Args:
         root: a split folder holding ``kspace/`` and ``image/`` (e.g. ``Data/train``), or, with
             ``kspace_only``, a folder holding ``kspace/`` (e.g. ``Data/leaderboard/acc4``).
-        transform: RawSlice -> Sample; default applies the mask stored in the file.
+        transform: ``(RawSlice, rng) -> Sample``; default applies the mask stored in the file. ``rng`` is a
+            numpy Generator seeded by ``(seed, epoch, index)``: random augmentations drawn from it are the same
+            in any worker process, for any number of workers, and after a resume.
         kspace_only: read k-space alone (targets are empty), as for leaderboard reconstruction.
         max_open_files: open h5 handles kept per process.
+        seed: base seed of the per-example generators (see :meth:`set_epoch`).
     """
 
     def __init__(
@@ -122,8 +125,10 @@ class SliceDataset(Dataset):
         transform: Callable[[RawSlice], Sample] | None = None,
         kspace_only: bool = False,
         max_open_files: int = 64,
+        seed: int = 0,
     ):
         self.root = Path(root)
+        self.seed, self.epoch = seed, 0
         self.transform = transform or ApplyFileMask()
         self.kspace_only = kspace_only
         if kspace_only:
@@ -179,8 +184,12 @@ class SliceDataset(Dataset):
             acceleration=volume.name.acceleration,
         )
 
+    def set_epoch(self, epoch: int) -> None:
+        """Random draws of the transform depend on ``(seed, epoch, index)`` (set before creating the loader iterator)."""
+        self.epoch = epoch
+
     def __getitem__(self, index: int) -> Sample:
-        return self.transform(self.read_raw(index))
+        return self.transform(self.read_raw(index), np.random.default_rng([self.seed, self.epoch, index]))
 
     def close(self) -> None:
         """Close the h5 files this process opened."""

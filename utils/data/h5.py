@@ -7,6 +7,7 @@ attribute ``norm``, which nothing here needs).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -25,7 +26,17 @@ def open_h5(path: str | Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise file_error(path, f"cannot be read as HDF5 (truncated or corrupt?): {err.__class__.__name__}") from err
+        raise file_error(path, f"cannot be read as HDF5 ({_open_failure(str(err))})") from err
+
+
+def _open_failure(message: str) -> str:
+    """What h5py's open error means, in words: truncated, not HDF5 at all, or otherwise corrupt."""
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", message)
+    if truncated:
+        return f"truncated: {truncated[1]} of {truncated[2]} bytes present"
+    if "file signature not found" in message:
+        return "not an HDF5 file, or its header is corrupt"
+    return "truncated or corrupt?"
 
 
 def require_dataset(handle: h5py.File, key: str, ndim: int | None = None) -> h5py.Dataset:

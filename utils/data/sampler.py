@@ -45,11 +45,11 @@ class ShapeGroupedBatchSampler(Sampler[list[int]]):
             self.groups[key].append(index)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Orders of the next pass depend on ``epoch`` (call before each epoch)."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Orders of the next pass depend on ``epoch``; its first ``start`` batches are skipped (a resume)."""
+        self.epoch, self.start = epoch, start
 
     def _all_batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -65,9 +65,14 @@ class ShapeGroupedBatchSampler(Sampler[list[int]]):
         batches = self._all_batches()
         per_rank = math.ceil(len(batches) / self.num_replicas)
         padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
-        return iter(padded[self.rank :: self.num_replicas])
+        return iter(padded[self.rank :: self.num_replicas][self.start :])
 
     def __len__(self) -> int:
+        """Batches left in this pass (per rank)."""
+        return self.batches_per_epoch() - self.start
+
+    def batches_per_epoch(self) -> int:
+        """Batches in a whole pass (per rank)."""
         total = sum(math.ceil(len(indices) / self.batch_size) for indices in self.groups.values())
         return math.ceil(total / self.num_replicas)
 

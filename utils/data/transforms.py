@@ -1,8 +1,10 @@
 """From a raw slice (numpy, as stored) to a model-ready sample (torch).
 
-The dataset reads a :class:`RawSlice`; a transform turns it into a :class:`Sample`. The default,
-:class:`ApplyFileMask`, applies the mask stored in the file. Training-time transforms (mask augmentation,
-MRAugment) take the same input and return the same output, so the dataset never changes.
+The dataset reads a :class:`RawSlice`; a transform ``(raw, rng) -> Sample`` turns it into a :class:`Sample`.
+``rng`` is a ``np.random.Generator`` seeded per example and epoch by the dataset: a transform that draws
+anything draws it from ``rng`` only, which keeps runs reproducible with any number of DataLoader workers.
+The default, :class:`ApplyFileMask`, applies the mask stored in the file and draws nothing. Training-time
+transforms (mask augmentation, MRAugment) take the same input and return the same output.
 """
 from __future__ import annotations
 
@@ -81,5 +83,5 @@ def to_sample(raw: RawSlice, mask: np.ndarray) -> Sample:
 class ApplyFileMask:
     """The default transform: the mask stored in the file, nothing else (validation and reconstruction)."""
 
-    def __call__(self, raw: RawSlice) -> Sample:
+    def __call__(self, raw: RawSlice, rng: np.random.Generator | None = None) -> Sample:
         return to_sample(raw, raw.mask)

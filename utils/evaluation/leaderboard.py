@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from utils.atomic import atomic_path
 from utils.data.h5 import open_h5, require_attr, require_dataset
 from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, list_volumes, parse_volume_name
-from utils.errors import UserInputError
+from utils.errors import UserInputError, file_error
 from utils.metrics.foreground import foreground_mask
 from utils.metrics.ssim import leaderboard_ssim_map, masked_mean
 
@@ -37,6 +38,7 @@ __all__ = [
     "score_folder",
     "score_leaderboard",
     "format_report",
+    "check_csv_path",
     "write_csv",
 ]
 
@@ -162,7 +164,13 @@ def score_folder(
 ) -> list[SliceScore]:
     """Score every reconstruction in ``recon_dir`` against the same-named target in ``target_dir``."""
     target_dir, recon_dir = Path(target_dir), Path(recon_dir)
-    pairs = _check_reconstructions(target_dir, recon_dir, key)
+    return _score_pairs(_check_reconstructions(target_dir, recon_dir, key), recon_dir, key, device, progress)
+
+
+def _score_pairs(
+    pairs: list[tuple[Path, Path]], recon_dir: Path, key: str, device: str | torch.device, progress: bool
+) -> list[SliceScore]:
+    """Scores of checked (target, reconstruction) pairs; NaN or Inf reconstructions are listed in one error."""
     scores, non_finite = [], []
     for target_path, recon_path in tqdm(pairs, desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress):
         name = parse_volume_name(target_path)
@@ -194,14 +202,18 @@ def score_leaderboard(
 ) -> LeaderboardResult:
     """Score ``recon_root/acc{4,8}/*.h5`` against ``leaderboard_root/acc{4,8}/image/*.h5``."""
     leaderboard_root, recon_root = Path(leaderboard_root), Path(recon_root)
-    scores = []
-    for acceleration in ACCELERATIONS:
+    folders = []
+    for acceleration in ACCELERATIONS:  # every folder is checked before anything is scored
         target_dir = leaderboard_root / f"acc{acceleration}" / "image"
         if not target_dir.is_dir():
             raise UserInputError(f"{target_dir}: leaderboard target folder not found")
         if strict:
             _check_official_names(target_dir)
-        scores.extend(score_folder(target_dir, recon_root / f"acc{acceleration}", key, device, progress))
+        folders.append((target_dir, recon_root / f"acc{acceleration}"))
+    checked = [(recon_dir, _check_reconstructions(target_dir, recon_dir, key)) for target_dir, recon_dir in folders]
+    scores = []
+    for recon_dir, pairs in checked:
+        scores.extend(_score_pairs(pairs, recon_dir, key, device, progress))
     return LeaderboardResult(scores)
 
 
@@ -225,9 +237,25 @@ def format_report(result: LeaderboardResult) -> str:
     return "\n".join(lines)
 
 
+def check_csv_path(path: str | Path) -> Path:
+    """The CSV destination, checked before scoring starts: a file name in an existing, writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a folder; --csv needs a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise file_error(folder, f"is not an existing folder, so the --csv file {path.name} cannot be written there")
+    if not os.access(folder, os.W_OK):
+        raise file_error(folder, f"is not writable, so the --csv file {path.name} cannot be written there")
+    return path
+
+
 def write_csv(result: LeaderboardResult, path: str | Path) -> None:
     """Per-slice scores as CSV (written to a temporary file, then renamed)."""
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(SliceScore.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(s) for s in result.slices)
+    try:
+        with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(SliceScore.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(asdict(s) for s in result.slices)
+    except OSError as err:
+        raise file_error(path, f"cannot be written ({err.strerror or err})") from None

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from utils.atomic import atomic_path
-from utils.errors import file_error
+from utils.errors import UserInputError, file_error
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
 
@@ -63,10 +63,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> FeatureVarNet:
     """Rebuild the network from the checkpoint's ``model_config`` and load its weights (strictly)."""
-    model = build_model(checkpoint["model_config"])
+    try:
+        model = build_model(checkpoint["model_config"])
+    except UserInputError as err:  # name the checkpoint, not just the config key
+        raise file_error(path, f"stores a model config that cannot be built: {err}") from None
+    mismatch = _weights_mismatch(model.state_dict(), checkpoint["model"])
+    if mismatch:
+        raise file_error(path, f"weights do not fit the model config stored with them: {mismatch}")
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[0]
         raise file_error(path, f"weights do not fit the model config stored with them ({first_line})") from None
     return model
+
+
+def _weights_mismatch(expected: dict[str, torch.Tensor], weights: Any) -> str:
+    """How ``weights`` differ from the built model's state dict, in one phrase ('' if they fit)."""
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "'model' is not a state dict of tensors"
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    reshaped = [key for key in expected if key in weights and weights[key].shape != expected[key].shape]
+    parts = []
+    if reshaped:
+        key = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} tensor(s) of another shape (first: {key} {tuple(weights[key].shape)}, "
+            f"the config builds {tuple(expected[key].shape)})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing (first: {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    return "; ".join(parts)

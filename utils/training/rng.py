@@ -6,12 +6,13 @@ else draws from them (dropout-free models draw nothing, but user code might) con
 """
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "capture_rng_state", "restore_rng_state", "seed_worker"]
+__all__ = ["seed_everything", "configure_determinism", "capture_rng_state", "restore_rng_state", "seed_worker"]
 
 
 def seed_everything(seed: int) -> None:
@@ -19,6 +20,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def configure_determinism(enabled: bool) -> None:
+    """``training.deterministic``: deterministic CUDA kernels only (cuDNN, cuBLAS, scatter/index ops).
+
+    The CPU path of this repository is deterministic as it is. On CUDA this disables cuDNN autotuning and
+    non-deterministic algorithms (an op without a deterministic version then raises), at a speed cost that
+    depends on the GPU. ``CUBLAS_WORKSPACE_CONFIG`` must be set before the first cuBLAS call.
+    """
+    torch.backends.cudnn.benchmark = False
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
 
 
 def capture_rng_state() -> dict:

@@ -8,22 +8,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Sequence
 
 import torch
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from utils.data.dataset import SliceDataset
 from utils.errors import UserInputError
 from utils.training.logger import LOGGER_MODES
 
-__all__ = ["check_config", "resolve_device", "prepare_data", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
+__all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
 
 log = logging.getLogger("train")
 SCHEDULER_INTERVALS = ("epoch", "step")
 SELECTION_METRICS = ("val_ssim", "train_loss")
+NONFINITE_POLICIES = ("skip", "stop")
 
 
 def _require(condition: bool, key: str, expected: str, value: Any) -> None:
@@ -38,7 +40,7 @@ def _is_int(value: Any) -> bool:
 def check_config(cfg: DictConfig) -> None:
     """Reject invalid values of the keys users override most, before anything is built."""
     training, data = cfg.training, cfg.data
-    _require(_is_int(cfg.seed), "seed", "an integer", cfg.seed)
+    _require(_is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1", cfg.seed)
     _require(isinstance(cfg.exp_name, str) and cfg.exp_name.strip() not in ("", ".", ".."), "exp_name", "a folder name", cfg.exp_name)
     _require("/" not in cfg.exp_name, "exp_name", "a folder name without '/'", cfg.exp_name)
     _require(_is_int(training.epochs) and training.epochs >= 1, "training.epochs", "an integer >= 1", training.epochs)
@@ -50,6 +52,10 @@ def check_config(cfg: DictConfig) -> None:
     _require(_is_int(data.batch_size) and data.batch_size >= 1, "data.batch_size", "an integer >= 1", data.batch_size)
     _require(_is_int(data.num_workers) and data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
     _require(cfg.logger.mode in LOGGER_MODES, "logger.mode", " or ".join(LOGGER_MODES), cfg.logger.mode)
+    every = training.checkpoint_every_steps
+    _require(_is_int(every) and every >= 0, "training.checkpoint_every_steps", "an integer >= 0 (0: only at epoch ends)", every)
+    _require(training.nonfinite in NONFINITE_POLICIES, "training.nonfinite", " or ".join(NONFINITE_POLICIES), training.nonfinite)
+    _require(isinstance(training.deterministic, bool), "training.deterministic", "true or false", training.deterministic)
     lr = cfg.optimizer.get("lr")
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
@@ -81,9 +87,9 @@ def prepare_data(data_cfg: DictConfig, seed: int) -> Path:
     return root
 
 
-def build_datasets(data_cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceDataset]:
-    """Train and validation slice datasets (file mask, no augmentation)."""
-    return SliceDataset(root / data_cfg.train_split), SliceDataset(root / data_cfg.val_split)
+def build_datasets(data_cfg: DictConfig, root: Path, seed: int) -> tuple[SliceDataset, SliceDataset]:
+    """Train and validation slice datasets (file mask, no augmentation); train draws from ``(seed, epoch, index)``."""
+    return SliceDataset(root / data_cfg.train_split, seed=seed), SliceDataset(root / data_cfg.val_split, seed=seed)
 
 
 def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
@@ -117,3 +123,61 @@ def build_scheduler(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer)
 def build_loss(loss_cfg: DictConfig) -> torch.nn.Module:
     """``loss/*.yaml`` -> a loss module ``(output, target, fg_mask, max_value) -> scalar``."""
     return _instantiate("loss", loss_cfg)
+
+
+def _hydra_message(err: Exception, config_dir: Path) -> str:
+    """Hydra's several-line report (message, cause, search path, option list) as one sentence."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    lines = [line for line in lines if not line.startswith("See https://hydra.cc")]
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
+        option = config_dir / f"{err.missing_cfg_file}.yaml"
+        return f"{option}: no such config option; choose one of {', '.join(err.options)}"
+    if isinstance(err, OverrideParseException):
+        return f"override {err.override!r} cannot be parsed: {'; '.join(lines)}"
+    head, hints = (lines[0] if lines else err.__class__.__name__), lines[1:]
+    if isinstance(err, OmegaConfBaseException):  # keep 'full_key: ...', drop omegaconf's type details
+        hints = [hint for hint in hints if hint.startswith("full_key")]
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        head = f"{head.rstrip('.')}: {str(err.__cause__).strip().splitlines()[0]}"
+    return head + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def check_command_line(argv: Sequence[str], config_dir: Path, default_config: str) -> None:
+    """Compose the run config as ``@hydra.main`` will and check its run folder can be made, before Hydra runs.
+
+    Hydra reports an unknown ``--config-name``, a malformed or unknown override and an unwritable run folder
+    over several lines (the last with a traceback) and exits with status 1; here each is one UserInputError.
+    Requests that do not start a run (``--help``, ``--cfg``, ``--info``, ``-m`` ...) are left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def refuse(message: str) -> NoReturn:  # argparse would print its usage over several lines
+        hint = " (options such as --config-name go before the key=value overrides)" if "unrecognized" in message else ""
+        raise UserInputError(f"command line: {message}{hint}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    args = parser.parse_args(list(argv))
+    if any((args.help, args.hydra_help, args.cfg, args.info, args.shell_completion, args.multirun,
+            args.experimental_rerun, args.config_path, args.config_dir)):
+        return
+    name = args.config_name or default_config
+    if not (config_dir / f"{name.removesuffix('.yaml')}.yaml").is_file():
+        choices = ", ".join(sorted(path.stem for path in config_dir.glob("*.yaml")))
+        raise UserInputError(f"--config-name={name}: there is no {config_dir / name}.yaml; choose one of {choices}")
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name=name.removesuffix(".yaml"), overrides=args.overrides, return_hydra_config=True)
+            run_dir = Path(cfg.hydra.run.dir)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserInputError(_hydra_message(err, config_dir)) from err
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)  # Hydra makes it next; an OSError there is a traceback
+    except OSError as err:
+        raise UserInputError(f"{run_dir.parent}: cannot create the run folder ({err.strerror}); check result_root= and exp_name=") from err
+    if not os.access(run_dir.parent, os.W_OK):
+        raise UserInputError(f"{run_dir.parent}: the run folder is not writable; check result_root= and exp_name=")

@@ -1,9 +1,10 @@
 """The training run: epochs of optimizer steps, validation, checkpoints and logs under result/<exp_name>/.
 
     result/<exp_name>/
-      checkpoints/model.pt         every epoch (resume from here)
+      checkpoints/model.pt         every epoch (and every training.checkpoint_every_steps): resume from here
       checkpoints/best_model.pt    best by validation SSIM (or by train loss, see training.select_best_by)
       train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy      (epoch, value) rows
+      train_step_loss_log.npy      (optimizer step, loss) rows: where two runs first differ
       reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
       hydra/<time>/                resolved config, overrides and the text log of each invocation
       wandb/                       W&B files (logger.mode offline or online)
@@ -12,23 +13,25 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from utils.data.sampler import ShapeGroupedBatchSampler
 from utils.errors import UserInputError, file_error
-from utils.inference.reconstruct import run_model, volume_loader
+from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
-from utils.training.rng import capture_rng_state, restore_rng_state, seed_everything, seed_worker
+from utils.training.loop import TrainState, train_one_epoch
+from utils.training.rng import capture_rng_state, configure_determinism, restore_rng_state, seed_everything, seed_worker
 from utils.training.setup import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
 from utils.training.validate import validate
 
@@ -37,53 +40,18 @@ __all__ = ["TrainState", "train"]
 log = logging.getLogger("train")
 
 
-@dataclass
-class TrainState:
-    """Progress that a checkpoint must carry for an exact resume (plain data only)."""
-
-    epoch: int = 0  # epochs completed
-    global_step: int = 0  # optimizer steps taken
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    train_loss_log: list[list[float]] = field(default_factory=list)
-    val_loss_log: list[list[float]] = field(default_factory=list)
-    val_ssim_log: list[list[float]] = field(default_factory=list)
-
-
 def _improved(value: float, best: float | None, select_best_by: str) -> bool:
     if best is None:
         return True
     return value > best if select_best_by == "val_ssim" else value < best
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, step_scheduler: bool, state: TrainState, settings: DictConfig, device, progress: bool) -> float:
-    """One pass over ``loader`` with gradient accumulation and clipping; returns the mean loss per slice."""
-    model.train()
-    accumulation, num_batches = settings.grad_accumulation, len(loader)
-    total, slices = 0.0, 0
-    optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=f"epoch {state.epoch}/{settings.epochs - 1}", unit="batch", disable=not progress)
-    for index, batch in enumerate(bar):
-        output = run_model(model, batch, device)
-        max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value)
-        group_start = index - index % accumulation
-        group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
-        (loss / group_size).backward()
-        total, slices = total + loss.item() * len(output), slices + len(output)
-        if index + 1 == group_start + group_size:
-            if settings.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.global_step += 1
-            if step_scheduler:
-                scheduler.step()
-        bar.set_postfix(loss=f"{total / slices:.4f}")
-    return total / slices
-
-
 def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():  # the non-finite guard makes this unreachable; never save it
+            raise RuntimeError(f"parameter {name} is not finite; refusing to write a checkpoint")
+    fields = asdict(state)
+    fields["step_loss_log"] = torch.tensor(state.step_loss_log, dtype=torch.float64).reshape(-1, 2)
     return {
         "model": model.state_dict(),
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
@@ -93,7 +61,7 @@ def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig)
         "select_best_by": cfg.training.select_best_by,
         "rng": capture_rng_state(),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        **asdict(state),
+        **fields,
     }
 
 
@@ -117,9 +85,18 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler) -
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     restore_rng_state(checkpoint["rng"])
-    state = TrainState(**{key: checkpoint[key] for key in TrainState.__dataclass_fields__})
-    log.info("resumed %s after epoch %d (step %d)", last, state.epoch, state.global_step)
+    fields = {key: checkpoint[key] for key in TrainState.__dataclass_fields__}
+    fields["step_loss_log"] = fields["step_loss_log"].tolist()
+    state = TrainState(**fields)
+    log.info("resumed %s at epoch %d, batch %d (step %d)", last, state.epoch, state.batches_done, state.global_step)
     return state
+
+
+def _write_logs(run_dir: Path, state: TrainState) -> None:
+    write_history(run_dir / "train_loss_log.npy", state.train_loss_log)
+    write_history(run_dir / "val_loss_log.npy", state.val_loss_log)
+    write_history(run_dir / "val_ssim_log.npy", state.val_ssim_log)
+    write_history(run_dir / "train_step_loss_log.npy", state.step_loss_log)
 
 
 def train(cfg: DictConfig, progress: bool = True) -> TrainState:
@@ -129,9 +106,10 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     run_dir = Path(cfg.result_root) / cfg.exp_name
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(settings.device)
+    configure_determinism(settings.deterministic)
     seed_everything(cfg.seed)
 
-    train_set, val_set = build_datasets(cfg.data, prepare_data(cfg.data, cfg.seed))
+    train_set, val_set = build_datasets(cfg.data, prepare_data(cfg.data, cfg.seed), cfg.seed)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     scheduler, interval = build_scheduler(cfg.scheduler, optimizer)
@@ -152,42 +130,61 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     logger = RunLogger(run_dir, cfg.logger.mode, cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
     log.info("training %s: %d train / %d val slices, %s, device %s", cfg.exp_name, len(train_set), len(val_set), model.cascade_counts, device)
 
+    def save_last() -> None:
+        save_checkpoint(checkpoint_dir / "model.pt", _checkpoint(model, optimizer, scheduler, state, cfg))
+        _write_logs(run_dir, state)
+
+    def on_step(stepped: bool) -> None:
+        if stepped and interval == "step":
+            scheduler.step()
+        if stepped and settings.checkpoint_every_steps and state.global_step % settings.checkpoint_every_steps == 0:
+            save_last()
+            log.info("checkpoint at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.batches_done)
+
     try:
-        for epoch in range(state.epoch, settings.epochs):
-            sampler.set_epoch(epoch)
-            loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
-            train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, interval == "step", state, settings, device, progress)
-            metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
-            if interval == "epoch":
-                scheduler.step()
-            state.train_loss_log.append([epoch, train_loss])
-            selection_value = train_loss if settings.select_best_by == "train_loss" else None
+        with StopOnSignal() as stop:
+            for epoch in range(state.epoch, settings.epochs):
+                sampler.set_epoch(epoch, start=state.batches_done)
+                train_set.set_epoch(epoch)
+                loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
+                train_loss = train_one_epoch(
+                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device, stop, progress
+                )
+                stop.check()
+                metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train/skipped_steps": state.skipped_steps}
+                if interval == "epoch":
+                    scheduler.step()
+                state.train_loss_log.append([epoch, train_loss])
+                selection_value = train_loss if settings.select_best_by == "train_loss" else None
 
-            if (epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs:
-                writer = None
-                if settings.save_val_reconstructions:
-                    writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
-                result = validate(model, val_loader, loss_fn, device, writer, settings.log_images, progress)
-                state.val_loss_log.append([epoch, result.loss])
-                state.val_ssim_log.append([epoch, result.ssim])
-                metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim, **{f"val/ssim_{k}": v for k, v in result.group_ssim.items()}})
-                logger.log_images(result.images, epoch)
-                if settings.select_best_by == "val_ssim":
-                    selection_value = result.ssim
+                if (epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs:
+                    writer = None
+                    if settings.save_val_reconstructions:
+                        writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
+                    result = validate(model, val_loader, loss_fn, device, writer, settings.log_images, progress)
+                    state.val_loss_log.append([epoch, result.loss])
+                    state.val_ssim_log.append([epoch, result.ssim])
+                    metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
+                    metrics.update({f"val/ssim_{group}": value for group, value in result.group_ssim.items()})
+                    logger.log_images(result.images, epoch)
+                    if settings.select_best_by == "val_ssim":
+                        selection_value = result.ssim
 
-            improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
-            if improved:
-                state.best_metric, state.best_epoch = selection_value, epoch
-            state.epoch = epoch + 1
-            checkpoint = _checkpoint(model, optimizer, scheduler, state, cfg)
-            save_checkpoint(checkpoint_dir / "model.pt", checkpoint)
-            if improved:
-                save_checkpoint(checkpoint_dir / "best_model.pt", checkpoint)
-            write_history(run_dir / "train_loss_log.npy", state.train_loss_log)
-            write_history(run_dir / "val_loss_log.npy", state.val_loss_log)
-            write_history(run_dir / "val_ssim_log.npy", state.val_ssim_log)
-            logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
+                improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
+                if improved:
+                    state.best_metric, state.best_epoch = selection_value, epoch
+                state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
+                save_last()
+                if improved:
+                    save_checkpoint(checkpoint_dir / "best_model.pt", _checkpoint(model, optimizer, scheduler, state, cfg))
+                logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
+    except Interrupted as interrupt:
+        save_last()
+        log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",
+                    interrupt, checkpoint_dir / "model.pt", state.epoch, state.batches_done)
+        logger.finish()
+        sys.exit(128 + interrupt.signum)
     finally:
         logger.finish()
-    log.info("best %s %.5f at epoch %s; checkpoints in %s", settings.select_best_by, state.best_metric, state.best_epoch, checkpoint_dir)
+    log.info("best %s %s at epoch %s; checkpoints in %s", settings.select_best_by, state.best_metric, state.best_epoch, checkpoint_dir)
     return state

@@ -7,11 +7,11 @@ from typing import Sequence
 
 from utils.data.synthetic.generate import DEFAULT_SEED, estimate_bytes, generate
 from utils.data.synthetic.presets import PRESETS, get_preset
-from utils.errors import run_cli
+from utils.errors import ArgumentParser, run_cli
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m utils.data.synthetic",
         description="Write a synthetic dataset in the SNU FastMRI challenge layout (train, val, leaderboard).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -78,8 +78,15 @@ def plan_jobs(out: Path, preset: Preset) -> list[Job]:
     return jobs
 
 
+def _check_seed(seed: int) -> None:
+    """numpy seeds every job with ``[seed, ...]``, which takes non-negative integers only."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"--seed {seed}: the seed must be a non-negative integer")
+
+
 def estimate_bytes(preset: Preset, seed: int = DEFAULT_SEED) -> tuple[int, int]:
     """(k-space bytes, image bytes) the preset writes, from the drawn recipes (exact up to h5 overhead)."""
+    _check_seed(seed)
     recipes = [job.recipe(seed, preset)[1] for job in plan_jobs(Path("."), preset)]
     return sum(r.kspace_bytes for r in recipes), sum(r.image_bytes for r in recipes)
 
@@ -133,6 +140,7 @@ def generate(
         preset = get_preset(preset_name)
     except ValueError as err:
         raise UserInputError(str(err)) from None
+    _check_seed(seed)
     manifest = {"preset": preset.name, "seed": seed}
     _check_manifest(out, manifest, overwrite)
     planned = plan_jobs(out, preset)

@@ -1,0 +1,1 @@
+"""Command-line tools that work on finished runs (``python -m utils.tools.<name>``)."""

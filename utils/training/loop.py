@@ -1,0 +1,112 @@
+"""One epoch of optimizer steps: gradient accumulation, clipping, the non-finite guard and resumable progress.
+
+Progress is committed only at optimizer-step boundaries: ``TrainState.batches_done`` and the epoch's running
+loss count the batches whose gradients are in the weights. A checkpoint written at any point (every N steps,
+on a stop signal) therefore resumes exactly: the epoch's batch order depends on (seed, epoch) alone, the first
+``batches_done`` batches are skipped, and a half-accumulated group is simply recomputed.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils.errors import UserInputError
+from utils.inference.reconstruct import run_model
+from utils.training.interrupt import StopOnSignal
+
+__all__ = ["TrainState", "train_one_epoch"]
+
+log = logging.getLogger("train")
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint must carry besides the module states, as plain data."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    batches_done: int = 0  # batches of the unfinished epoch already in the weights
+    epoch_loss_sum: float = 0.0  # sum of loss * slices over those batches
+    epoch_slices: int = 0
+    skipped_steps: int = 0  # optimizer steps skipped for a non-finite loss or gradient
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    train_loss_log: list[list[float]] = field(default_factory=list)  # (epoch, mean loss)
+    val_loss_log: list[list[float]] = field(default_factory=list)
+    val_ssim_log: list[list[float]] = field(default_factory=list)
+    step_loss_log: list[list[float]] = field(default_factory=list)  # (global step, mean loss of the step)
+
+
+def _skip_step(state: TrainState, policy: str, reason: str) -> None:
+    state.skipped_steps += 1
+    if policy == "stop":
+        raise UserInputError(f"training stopped at step {state.global_step + 1}: {reason} (training.nonfinite=skip would skip such steps)")
+    log.warning("skipped step %d: %s (%d skipped so far)", state.global_step + 1, reason, state.skipped_steps)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    num_batches: int,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    on_step: Callable[[bool], None],
+    state: TrainState,
+    settings,
+    device: torch.device,
+    stop: StopOnSignal,
+    progress: bool = True,
+) -> float:
+    """Continue the current epoch from ``state.batches_done``; returns the epoch's mean loss per slice.
+
+    ``on_step(stepped)`` runs at every step boundary, ``stepped`` False where the step was skipped
+    (per-step scheduler, periodic checkpoints).
+    """
+    model.train()
+    accumulation = settings.grad_accumulation
+    group_loss, group_slices, group_bad = 0.0, 0, None
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=f"epoch {state.epoch}/{settings.epochs - 1}", unit="batch", disable=not progress,
+               initial=state.batches_done, total=num_batches)
+    for position, batch in enumerate(bar, start=state.batches_done):
+        stop.check()
+        output = run_model(model, batch, device)
+        max_value = batch.max_value.to(device=device, dtype=torch.float64)
+        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value)
+        group_start = position - position % accumulation
+        group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
+        if torch.isfinite(loss):
+            (loss / group_size).backward()
+            group_loss, group_slices = group_loss + loss.item() * len(output), group_slices + len(output)
+        elif group_bad is None:
+            group_bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
+        if position + 1 < group_start + group_size:
+            continue
+
+        max_norm = settings.grad_clip if settings.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        if group_bad is None and not torch.isfinite(grad_norm):
+            group_bad = f"non-finite gradient norm after {batch.fname[0]} slice {int(batch.slice_idx[0])}"
+        stepped = group_bad is None
+        if stepped:
+            optimizer.step()
+            state.global_step += 1
+            state.epoch_loss_sum += group_loss
+            state.epoch_slices += group_slices
+            state.step_loss_log.append([state.global_step, group_loss / group_slices])
+        else:
+            _skip_step(state, settings.nonfinite, group_bad)
+        optimizer.zero_grad(set_to_none=True)
+        state.batches_done = position + 1
+        group_loss, group_slices, group_bad = 0.0, 0, None
+        if state.epoch_slices:
+            bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_slices:.4f}")
+        on_step(stepped)
+    return state.epoch_loss_sum / state.epoch_slices if state.epoch_slices else math.nan

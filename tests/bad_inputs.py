@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_reconstructions
 from tests.test_training import SMALL_MODEL
 from utils.model.builder import build_model, load_model_config
 from utils.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint

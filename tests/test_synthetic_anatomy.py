@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.data.synthetic import brain, coils, knee
+from utils.data.synthetic import brain, coils
 from utils.data.synthetic.brain import BRAIN_CONTRASTS, render_brain_volume
 from utils.data.synthetic.knee import KNEE_CONTRASTS, render_knee_volume
 

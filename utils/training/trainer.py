@@ -182,8 +182,7 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
         save_last()
         log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",
                     interrupt, checkpoint_dir / "model.pt", state.epoch, state.batches_done)
-        logger.finish()
-        sys.exit(128 + interrupt.signum)
+        sys.exit(128 + interrupt.signum)  # the finally below still closes the logger
     finally:
         logger.finish()
     log.info("best %s %s at epoch %s; checkpoints in %s", settings.select_best_by, state.best_metric, state.best_epoch, checkpoint_dir)

@@ -63,6 +63,7 @@ def test_overrides_reach_the_model():
         ("kspace_mult_factor", -1.0, "-1.0"),
         ("lska_k_size", 9, "9"),
         ("checkpointing", "yes", "'yes'"),
+        ("identity_init", 1, "1"),
         ("unet_channels", 24, "unet_channels"),
         ("_target_", "fastmri.models.VarNet", "fastmri.models.VarNet"),
     ],

@@ -58,8 +58,14 @@ def _check_values(cfg: Mapping[str, Any]) -> None:
     factor = cfg.get("kspace_mult_factor", 1.0)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
         raise UserInputError(f"model.kspace_mult_factor must be a positive finite number, got {factor!r}.")
-    if "checkpointing" in cfg and not isinstance(cfg["checkpointing"], bool):
-        raise UserInputError(f"model.checkpointing must be true or false, got {cfg['checkpointing']!r}.")
+    for key in ("checkpointing", "identity_init"):
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise UserInputError(f"model.{key} must be true or false, got {cfg[key]!r}.")
+    if cfg.get("identity_init") and sum(cfg.get("cascade_counts", (1,))[:2]) and cfg.get("feature_chans", 2) < 2:
+        raise UserInputError(
+            f"model.identity_init needs feature_chans >= 2 (the encoder/decoder identity pair), got "
+            f"{cfg['feature_chans']!r}."
+        )
 
 
 def _to_plain_dict(model_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:

@@ -4,6 +4,9 @@ and every third block an extra residual "image conv".
     f <- InstanceNorm(f)
     f_new = f - dc_weight * E(sens_reduce(mask * (sens_expand(D(f)) - k0))) - UNet(f)
 
+With ``gated`` the feature UNet's output and the image conv's residual are multiplied by
+:class:`~utils.model.gate.ResidualGate` s (0 at init), so a new block starts as a pure data-consistency step.
+
 E and D are the network's shared :class:`~utils.model.feature_space.FeatureEncoder` and
 :class:`~utils.model.feature_space.FeatureDecoder`; they are passed in at call time, not owned, so the
 state dict holds them once.
@@ -20,6 +23,7 @@ from utils.model.feature_space import (
     features_to_kspace,
     kspace_to_features,
 )
+from utils.model.gate import residual_gate
 from utils.model.precision import float32_region
 from utils.model.unet import ConvBlock, Unet
 
@@ -29,27 +33,29 @@ __all__ = ["ImageConv", "FeatureBlock"]
 class ImageConv(nn.Module):
     """InstanceNorm, then a residual [Conv5x5 -> InstanceNorm -> LeakyReLU(0.2)] x 2 (float32 under autocast)."""
 
-    def __init__(self, feature_chans: int):
+    def __init__(self, feature_chans: int, gated: bool = False):
         super().__init__()
         self.input_norm = nn.InstanceNorm2d(feature_chans)
         self.layers = ConvBlock(feature_chans, feature_chans, kernel_size=5)
+        self.gate = residual_gate(gated)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features ``(B, F, H, W)`` -> ``(B, F, H, W)``."""
         with float32_region(features):
             features = self.input_norm(features)
-            return features + self.layers(features)
+            return features + self.gate(self.layers(features))
 
 
 class FeatureBlock(nn.Module):
     """Feature cascade around ``feature_unet`` (plain or LSKA-UNet, feature_chans in and out)."""
 
-    def __init__(self, feature_unet: Unet, feature_chans: int, image_conv: bool):
+    def __init__(self, feature_unet: Unet, feature_chans: int, image_conv: bool, gated: bool = False):
         super().__init__()
         self.feature_unet = feature_unet
         self.input_norm = nn.InstanceNorm2d(feature_chans)
         self.dc_weight = nn.Parameter(torch.ones(1))
-        self.image_conv = ImageConv(feature_chans) if image_conv else None
+        self.gate = residual_gate(gated)
+        self.image_conv = ImageConv(feature_chans, gated) if image_conv else None
 
     def data_consistency(
         self, features: torch.Tensor, state: FeatureImage, encoder: FeatureEncoder, decoder: FeatureDecoder
@@ -64,7 +70,7 @@ class FeatureBlock(nn.Module):
         with float32_region(state.features):
             features = self.input_norm(state.features.float())
             dc_term = self.data_consistency(features, state, encoder, decoder)
-        refinement = self.feature_unet(features).float()  # the only part autocast may touch
+        refinement = self.gate(self.feature_unet(features).float())  # the U-Net is the only part autocast may touch
         new_features = features - dc_term - refinement
         if self.image_conv is not None:
             new_features = self.image_conv(new_features)

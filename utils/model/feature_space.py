@@ -4,6 +4,9 @@ The SENSE-combined image of the measured k-space fixes per-sample, per-channel (
 the encoder normalises with them before its 5x5 convolution, the decoder undoes them after its own. Every
 feature block reuses the same encoder, decoder and statistics, carried in a :class:`FeatureImage`.
 Both convolutions act on 1e6-scaled image values, so they run in float32 under autocast.
+
+:func:`init_identity_pair` makes the decoder invert the encoder on two feature channels (the rest of the
+encoder's channels keep their random initialisation and carry learned features).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from utils.model.norm_unet import channel_mean_std
 from utils.model.precision import float32_region
 
 __all__ = ["FeatureImage", "FeatureEncoder", "FeatureDecoder", "encode_input", "features_to_kspace",
-           "kspace_to_features"]
+           "init_identity_pair", "kspace_to_features"]
 
 
 class FeatureImage(NamedTuple):
@@ -56,6 +59,24 @@ class FeatureDecoder(nn.Module):
         """features ``(B, F, H, W)``; mean, std ``(B, 2, 1, 1)``."""
         with float32_region(features):
             return channels_to_complex(self.conv(features.float()) * std + mean)
+
+
+@torch.no_grad()
+def init_identity_pair(encoder: FeatureEncoder, decoder: FeatureDecoder) -> None:
+    """Encoder channels 0, 1 := the normalised (real, imaginary) image; the decoder reads back exactly those.
+
+    Then ``decoder(InstanceNorm(encoder(x)))`` is ``x`` (InstanceNorm of an image already normalised by its
+    own statistics is the identity up to its eps), so the feature stage starts from its input image.
+    """
+    kernel = encoder.conv.kernel_size[0]
+    centre = kernel // 2
+    identity = torch.zeros(2, 2, kernel, kernel)
+    identity[0, 0, centre, centre] = identity[1, 1, centre, centre] = 1.0
+    encoder.conv.weight[:2] = identity
+    encoder.conv.bias[:2] = 0.0
+    decoder.conv.weight.zero_()
+    decoder.conv.weight[:, :2] = identity
+    decoder.conv.bias.zero_()
 
 
 def kspace_to_features(encoder: FeatureEncoder, kspace: torch.Tensor, state: FeatureImage) -> torch.Tensor:

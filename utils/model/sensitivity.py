@@ -4,6 +4,10 @@ The auto-calibration (ACS) block is the run of contiguous sampled lines that con
 ``W // 2`` (DC). Only those lines are kept, so the coil images are low-resolution and alias-free; a NormUnet
 refines each coil image separately (coils are folded into the batch, so any number of coils works) and the
 maps are divided by their root-sum-of-squares.
+
+With ``residual`` the NormUnet's output is a gated correction added to the ACS coil images (see
+:mod:`utils.model.gate`): at initialisation the maps are the ACS images divided by their RSS, the classic
+low-resolution estimate, instead of the RSS-normalised output of a random network.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from torch import nn
 from utils.data.masks import acs_mask
 from utils.mri.coils import rss_complex
 from utils.mri.fft import ifft2c
+from utils.model.gate import residual_gate
 from utils.model.norm_unet import NormUnet
 
 __all__ = ["SENS_EPS", "SensitivityModel"]
@@ -25,14 +30,19 @@ SENS_EPS = 1e-12
 class SensitivityModel(nn.Module):
     """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> sensitivity maps ``(B, C, H, W, 2)``."""
 
-    def __init__(self, chans: int, num_pools: int):
+    def __init__(self, chans: int, num_pools: int, residual: bool = False):
         super().__init__()
         self.norm_unet = NormUnet(chans, num_pools)
+        self.residual = residual
+        self.gate = residual_gate(residual)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Maps with ``sum_c |S_c|^2 = 1`` wherever they are not all zero."""
         batch, coils, height, width, _ = masked_kspace.shape
         coil_images = ifft2c(masked_kspace * acs_mask(mask))
-        coil_images = self.norm_unet(coil_images.reshape(batch * coils, 1, height, width, 2))
-        sens_maps = coil_images.reshape(batch, coils, height, width, 2)
+        coil_images = coil_images.reshape(batch * coils, 1, height, width, 2)
+        refined = self.gate(self.norm_unet(coil_images))
+        if self.residual:
+            refined = coil_images + refined
+        sens_maps = refined.reshape(batch, coils, height, width, 2)
         return sens_maps / rss_complex(sens_maps, dim=1, eps=SENS_EPS)[:, None, :, :, None]

@@ -1,6 +1,8 @@
 """One E2E-VarNet cascade (Sriram et al. 2020) on coil k-space:
 
     k <- k - dc_weight * mask * (k - k0) - sens_expand(NormUnet(sens_reduce(k)), S)
+
+With ``gated`` the refinement term is multiplied by a :class:`~utils.model.gate.ResidualGate` (0 at init).
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import torch
 from torch import nn
 
 from utils.mri.coils import sens_expand, sens_reduce
+from utils.model.gate import residual_gate
 from utils.model.norm_unet import NormUnet
 
 __all__ = ["VarNetBlock"]
@@ -16,9 +19,10 @@ __all__ = ["VarNetBlock"]
 class VarNetBlock(nn.Module):
     """Soft data consistency plus an image-space NormUnet refinement; all k-space maths in float32."""
 
-    def __init__(self, norm_unet: NormUnet):
+    def __init__(self, norm_unet: NormUnet, gated: bool = False):
         super().__init__()
         self.norm_unet = norm_unet
+        self.gate = residual_gate(gated)
         self.dc_weight = nn.Parameter(torch.ones(1))
 
     def forward(
@@ -26,5 +30,5 @@ class VarNetBlock(nn.Module):
     ) -> torch.Tensor:
         """kspace, ref_kspace (measured), sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)`` bool."""
         soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
-        refinement = sens_expand(self.norm_unet(sens_reduce(kspace, sens_maps)), sens_maps)
+        refinement = sens_expand(self.gate(self.norm_unet(sens_reduce(kspace, sens_maps))), sens_maps)
         return kspace - soft_dc - refinement

@@ -16,10 +16,12 @@ from typing import Sequence
 import torch
 
 from utils.data.dataset import SliceDataset
+from utils.data.transforms import ApplyFileMask
 from utils.data.layout import ACCELERATIONS
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.inference.reconstruct import reconstruct_dataset
 from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.training.setup import build_compressor
 
 TIME_BUDGET_S = 3600.0
 LEADERBOARD_SLICES = 1809  # acc4 520 brain + 388 knee, acc8 520 brain + 381 knee (SPEC §1)
@@ -54,8 +56,11 @@ def main(argv: Sequence[str]) -> int:
         raise UserInputError(f"-b must be >= 1 and --num_workers >= 0, got {args.batch_size} and {args.num_workers}")
     checkpoint_path = Path(args.checkpoint)
     data_root = Path(args.path_data)
-    datasets = {acc: SliceDataset(data_root / f"acc{acc}", kspace_only=True) for acc in ACCELERATIONS}
     checkpoint = load_checkpoint(checkpoint_path)
+    compressor = build_compressor((checkpoint.get("config") or {}).get("compressor"))  # as in training
+    datasets = {
+        acc: SliceDataset(data_root / f"acc{acc}", ApplyFileMask(compressor), kspace_only=True) for acc in ACCELERATIONS
+    }
     device = _device(args.GPU_NUM)
     model = model_from_checkpoint(checkpoint, checkpoint_path).to(device)
     output = Path(args.output) if args.output else checkpoint_path.resolve().parent.parent / "reconstructions_leaderboard"

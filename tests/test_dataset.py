@@ -141,7 +141,7 @@ def test_nan_kspace_is_reported_with_file_and_slice(tiny_train_copy):
 
     _edit(tiny_train_copy / KSPACE, poison)
     dataset = SliceDataset(tiny_train_copy / "train")
-    index = next(i for i, (v, s) in enumerate(dataset.examples) if dataset.volumes[v].kspace_path.name == "brain_acc4_1.h5" and s == 1)
+    index = next(i for i, (v, s, _) in enumerate(dataset.examples) if dataset.volumes[v].kspace_path.name == "brain_acc4_1.h5" and s == 1)
     with pytest.raises(UserInputError, match="slice 1 of 'kspace' holds NaN") as error:
         dataset[index]
     assert "brain_acc4_1.h5" in str(error.value)

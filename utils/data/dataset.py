@@ -1,7 +1,10 @@
 """One example per slice over the challenge's h5 files.
 
-``SliceDataset(split_dir)`` pairs ``split_dir/kspace/X.h5`` with ``split_dir/image/X.h5`` (train and val);
-``SliceDataset(leaderboard/acc4, kspace_only=True)`` reads ``kspace/`` alone. Everything that can be checked
+``SliceDataset(split_dir)`` pairs ``split_dir/kspace/X.h5`` with ``split_dir/image/X.h5`` (train and val;
+several split folders, e.g. train and val for a final-submission run, are read as one dataset);
+``SliceDataset(leaderboard/acc4, kspace_only=True)`` reads ``kspace/`` alone. With
+``accelerations=(4, 8)`` every slice is an example once per acceleration (mask duplication): at its file's
+acceleration with the file's mask, at the other with a challenge-style equispaced mask. Everything that can be checked
 from metadata is checked at construction (names pair up, keys exist, slice counts agree, the mask length is
 the k-space width), so a bad file fails at start-up with its name, not hours into a run.
 
@@ -14,7 +17,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -22,6 +25,7 @@ from torch.utils.data import Dataset
 
 from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_kspace_info
 from utils.data.layout import VolumeName, list_volumes, parse_volume_name
+from utils.data.masks import equispaced_mask
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
 from utils.errors import file_error
 
@@ -109,37 +113,43 @@ class SliceDataset(Dataset):
     """Slices of a train/val split (k-space + image pairs) or of a leaderboard folder (k-space only).
 
     Args:
-        root: a split folder holding ``kspace/`` and ``image/`` (e.g. ``Data/train``), or, with
-            ``kspace_only``, a folder holding ``kspace/`` (e.g. ``Data/leaderboard/acc4``).
+        root: a split folder holding ``kspace/`` and ``image/`` (e.g. ``Data/train``), or a list of them, or,
+            with ``kspace_only``, a folder holding ``kspace/`` (e.g. ``Data/leaderboard/acc4``).
         transform: ``(RawSlice, rng) -> Sample``; default applies the mask stored in the file. ``rng`` is a
             numpy Generator seeded by ``(seed, epoch, index)``: random augmentations drawn from it are the same
             in any worker process, for any number of workers, and after a resume.
         kspace_only: read k-space alone (targets are empty), as for leaderboard reconstruction.
         max_open_files: open h5 handles kept per process.
         seed: base seed of the per-example generators (see :meth:`set_epoch`).
+        accelerations: mask duplication, e.g. ``(4, 8)``: each slice once per acceleration (training only).
     """
 
     def __init__(
         self,
-        root: str | Path,
-        transform: Callable[[RawSlice], Sample] | None = None,
+        root: str | Path | Sequence[str | Path],
+        transform: Callable[[RawSlice, np.random.Generator], Sample] | None = None,
         kspace_only: bool = False,
         max_open_files: int = 64,
         seed: int = 0,
+        accelerations: Sequence[int] | None = None,
     ):
-        self.root = Path(root)
+        self.roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(path) for path in root]
         self.seed, self.epoch = seed, 0
         self.transform = transform or ApplyFileMask()
         self.kspace_only = kspace_only
-        if kspace_only:
-            pairs = [(path, None) for path in list_volumes(self.root / "kspace")]
-        else:
-            pairs = _pair_files(self.root)
+        pairs = []
+        for split_dir in self.roots:
+            if kspace_only:
+                pairs += [(path, None) for path in list_volumes(split_dir / "kspace")]
+            else:
+                pairs += _pair_files(split_dir)
         self.volumes = [_check_volume(kspace_path, image_path) for kspace_path, image_path in pairs]
-        self.examples = [
-            (volume_idx, slice_idx)
+        # (volume, slice, acceleration of the mask to use; None: the file's)
+        self.examples: list[tuple[int, int, int | None]] = [
+            (volume_idx, slice_idx, acceleration)
             for volume_idx, volume in enumerate(self.volumes)
             for slice_idx in range(volume.kspace.num_slices)
+            for acceleration in (accelerations or [None])
         ]
         self._handles = _HandleCache(max_open_files)
 
@@ -148,15 +158,15 @@ class SliceDataset(Dataset):
 
     def example_shapes(self) -> list[tuple[int, int, int]]:
         """k-space shape (C, H, W) of every example, for grouping equal shapes into batches."""
-        return [self.volumes[volume_idx].kspace_shape for volume_idx, _ in self.examples]
+        return [self.volumes[volume_idx].kspace_shape for volume_idx, _, _ in self.examples]
 
     def example_volumes(self) -> list[int]:
         """Volume index of every example, for batches that never cross a volume."""
-        return [volume_idx for volume_idx, _ in self.examples]
+        return [volume_idx for volume_idx, _, _ in self.examples]
 
     def read_raw(self, index: int) -> RawSlice:
         """The stored arrays of example ``index``; NaN or Inf k-space raises UserInputError naming the file."""
-        volume_idx, slice_idx = self.examples[index]
+        volume_idx, slice_idx, acceleration = self.examples[index]
         volume = self.volumes[volume_idx]
         try:
             kspace_file = self._handles.get(volume.kspace_path)
@@ -173,6 +183,10 @@ class SliceDataset(Dataset):
             except OSError:
                 raise file_error(volume.image_path, f"slice {slice_idx} cannot be read (truncated or corrupt?)") from None
             max_value = volume.image.max_value
+        if acceleration is None or acceleration == volume.name.acceleration:
+            acceleration = volume.name.acceleration
+        else:  # the duplicate at the other acceleration: the challenge's mask shape (SPEC §1)
+            mask = equispaced_mask(mask.shape[-1], acceleration)
         return RawSlice(
             kspace=kspace,
             mask=mask,
@@ -181,12 +195,15 @@ class SliceDataset(Dataset):
             fname=volume.kspace_path.name,
             slice_idx=slice_idx,
             anatomy=volume.name.anatomy,
-            acceleration=volume.name.acceleration,
+            acceleration=acceleration,
         )
 
     def set_epoch(self, epoch: int) -> None:
-        """Random draws of the transform depend on ``(seed, epoch, index)`` (set before creating the loader iterator)."""
+        """Random draws of the transform depend on ``(seed, epoch, index)`` (set before creating the loader
+        iterator); a transform with a ``set_epoch`` of its own (an augmentation schedule) is told too."""
         self.epoch = epoch
+        if hasattr(self.transform, "set_epoch"):
+            self.transform.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> Sample:
         return self.transform(self.read_raw(index), np.random.default_rng([self.seed, self.epoch, index]))

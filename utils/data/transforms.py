@@ -3,12 +3,13 @@
 The dataset reads a :class:`RawSlice`; a transform ``(raw, rng) -> Sample`` turns it into a :class:`Sample`.
 ``rng`` is a ``np.random.Generator`` seeded per example and epoch by the dataset: a transform that draws
 anything draws it from ``rng`` only, which keeps runs reproducible with any number of DataLoader workers.
-The default, :class:`ApplyFileMask`, applies the mask stored in the file and draws nothing. Training-time
-transforms (mask augmentation, MRAugment) take the same input and return the same output.
+The default, :class:`ApplyFileMask`, applies the mask stored in the file (and the coil compression, if any)
+and draws nothing. The training transform (:mod:`utils.data.augment`: MRAugment, mask augmentation) takes the
+same input and returns the same output.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -57,10 +58,16 @@ class Sample(NamedTuple):
     acceleration: int
 
 
-def to_sample(raw: RawSlice, mask: np.ndarray) -> Sample:
-    """Apply ``mask`` ((W,) float32) to ``raw.kspace`` and convert everything to tensors."""
+# ``(kspace (C, H, W), mask (W,)) -> (N, H, W)``, e.g. :class:`utils.data.compression.CoilCompressor`
+Compressor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = None) -> Sample:
+    """Apply ``mask`` ((W,) float32) to ``raw.kspace``, compress the coils if asked, convert to tensors."""
     mask = np.asarray(mask, dtype=np.float32)
     masked = raw.kspace * mask  # broadcasts along W
+    if compressor is not None:
+        masked = compressor(masked, mask)
     masked_kspace = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(masked, dtype=np.complex64)))
     if raw.target is None:
         target = fg_mask = torch.zeros(0)
@@ -81,7 +88,11 @@ def to_sample(raw: RawSlice, mask: np.ndarray) -> Sample:
 
 
 class ApplyFileMask:
-    """The default transform: the mask stored in the file, nothing else (validation and reconstruction)."""
+    """The default transform: the mask stored in the file, then the optional coil compression (validation and
+    reconstruction)."""
+
+    def __init__(self, compressor: Compressor | None = None):
+        self.compressor = compressor
 
     def __call__(self, raw: RawSlice, rng: np.random.Generator | None = None) -> Sample:
-        return to_sample(raw, raw.mask)
+        return to_sample(raw, raw.mask, self.compressor)

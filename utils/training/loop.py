@@ -21,7 +21,7 @@ from utils.errors import UserInputError
 from utils.inference.reconstruct import run_model
 from utils.training.interrupt import StopOnSignal
 
-__all__ = ["TrainState", "train_one_epoch"]
+__all__ = ["AMP_DTYPES", "TrainState", "make_grad_scaler", "train_one_epoch"]
 
 log = logging.getLogger("train")
 
@@ -42,6 +42,15 @@ class TrainState:
     val_loss_log: list[list[float]] = field(default_factory=list)
     val_ssim_log: list[list[float]] = field(default_factory=list)
     step_loss_log: list[list[float]] = field(default_factory=list)  # (global step, mean loss of the step)
+    validations_since_best: int = 0  # for early stopping on validation SSIM
+
+
+AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def make_grad_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:
+    """A GradScaler, enabled for fp16 only (bf16 has float32's range and needs no loss scaling)."""
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
 def _skip_step(state: TrainState, policy: str, reason: str) -> None:
@@ -63,13 +72,18 @@ def train_one_epoch(
     device: torch.device,
     stop: StopOnSignal,
     progress: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """Continue the current epoch from ``state.batches_done``; returns the epoch's mean loss per slice.
 
     ``on_step(stepped)`` runs at every step boundary, ``stepped`` False where the step was skipped
-    (per-step scheduler, periodic checkpoints).
+    (per-step scheduler, periodic checkpoints). With ``settings.amp`` the forward pass runs under autocast
+    (the model keeps FFTs and data consistency in float32) and, for fp16, the loss is scaled by ``scaler``:
+    a step whose scaled gradients overflow is skipped and the scale lowered, as GradScaler does.
     """
     model.train()
+    amp_dtype = AMP_DTYPES[settings.get("amp", "none")]
+    scaler = scaler or make_grad_scaler("none", device)
     accumulation = settings.grad_accumulation
     group_loss, group_slices, group_bad = 0.0, 0, None
     optimizer.zero_grad(set_to_none=True)
@@ -77,13 +91,14 @@ def train_one_epoch(
                initial=state.batches_done, total=num_batches)
     for position, batch in enumerate(bar, start=state.batches_done):
         stop.check()
-        output = run_model(model, batch, device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            output = run_model(model, batch, device)
         max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value)
+        loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
         group_start = position - position % accumulation
         group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
         if torch.isfinite(loss):
-            (loss / group_size).backward()
+            scaler.scale(loss / group_size).backward()
             group_loss, group_slices = group_loss + loss.item() * len(output), group_slices + len(output)
         elif group_bad is None:
             group_bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
@@ -91,18 +106,24 @@ def train_one_epoch(
             continue
 
         max_norm = settings.grad_clip if settings.grad_clip is not None else math.inf
+        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        if group_bad is None and not torch.isfinite(grad_norm):
+        overflow = scaler.is_enabled() and group_bad is None and not torch.isfinite(grad_norm)
+        if group_bad is None and not torch.isfinite(grad_norm) and not overflow:
             group_bad = f"non-finite gradient norm after {batch.fname[0]} slice {int(batch.slice_idx[0])}"
-        stepped = group_bad is None
+        stepped = group_bad is None and not overflow
         if stepped:
-            optimizer.step()
+            scaler.step(optimizer)
             state.global_step += 1
             state.epoch_loss_sum += group_loss
             state.epoch_slices += group_slices
             state.step_loss_log.append([state.global_step, group_loss / group_slices])
+        elif overflow:
+            state.skipped_steps += 1
+            log.info("fp16 gradient overflow at step %d: step skipped, loss scale lowered from %g", state.global_step + 1, scaler.get_scale())
         else:
             _skip_step(state, settings.nonfinite, group_bad)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         state.batches_done = position + 1
         group_loss, group_slices, group_bad = 0.0, 0, None

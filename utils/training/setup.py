@@ -16,16 +16,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from utils.data.augment import AugmentSchedule, ImageAugment, MaskAugment, TrainingTransform
+from utils.data.compression import CoilCompressor
 from utils.data.dataset import SliceDataset
+from utils.data.transforms import ApplyFileMask
 from utils.errors import UserInputError
 from utils.training.logger import LOGGER_MODES
+from utils.training.schedulers import scheduler_arguments
 
-__all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
+__all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data", "build_compressor", "build_train_transform", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
 
 log = logging.getLogger("train")
 SCHEDULER_INTERVALS = ("epoch", "step")
 SELECTION_METRICS = ("val_ssim", "train_loss")
 NONFINITE_POLICIES = ("skip", "stop")
+AMP_MODES = ("none", "fp16", "bf16")
 
 
 def _require(condition: bool, key: str, expected: str, value: Any) -> None:
@@ -56,6 +61,15 @@ def check_config(cfg: DictConfig) -> None:
     _require(_is_int(every) and every >= 0, "training.checkpoint_every_steps", "an integer >= 0 (0: only at epoch ends)", every)
     _require(training.nonfinite in NONFINITE_POLICIES, "training.nonfinite", " or ".join(NONFINITE_POLICIES), training.nonfinite)
     _require(isinstance(training.deterministic, bool), "training.deterministic", "true or false", training.deterministic)
+    _require(training.amp in AMP_MODES, "training.amp", " or ".join(AMP_MODES), training.amp)
+    patience = training.early_stopping_patience
+    _require(_is_int(patience) and patience >= 0, "training.early_stopping_patience", "an integer >= 0 (0: never stop early)", patience)
+    both = training.train_on_train_and_val
+    _require(isinstance(both, bool), "training.train_on_train_and_val", "true or false", both)
+    if both:
+        _require(training.select_best_by == "train_loss", "training.select_best_by", "train_loss when training.train_on_train_and_val=true (the validation split is trained on)", training.select_best_by)
+        _require(patience == 0, "training.early_stopping_patience", "0 when training.train_on_train_and_val=true (there is no validation)", patience)
+        _require("ReduceLROnPlateau" not in str(cfg.scheduler.get("_target_")), "scheduler", "a schedule that needs no validation when training.train_on_train_and_val=true", cfg.scheduler.get("_target_"))
     lr = cfg.optimizer.get("lr")
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
@@ -87,9 +101,49 @@ def prepare_data(data_cfg: DictConfig, seed: int) -> Path:
     return root
 
 
-def build_datasets(data_cfg: DictConfig, root: Path, seed: int) -> tuple[SliceDataset, SliceDataset]:
-    """Train and validation slice datasets (file mask, no augmentation); train draws from ``(seed, epoch, index)``."""
-    return SliceDataset(root / data_cfg.train_split, seed=seed), SliceDataset(root / data_cfg.val_split, seed=seed)
+def build_compressor(compressor_cfg: DictConfig | dict | None) -> CoilCompressor | None:
+    """``compressor/*.yaml`` -> a :class:`CoilCompressor`, or None for ``method: null``."""
+    if not compressor_cfg or compressor_cfg.get("method") in (None, "none"):
+        return None
+    node = dict(OmegaConf.to_container(compressor_cfg, resolve=True)) if isinstance(compressor_cfg, DictConfig) else dict(compressor_cfg)
+    try:
+        return CoilCompressor(**node)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"the compressor config cannot be built: {err}") from None
+
+
+def build_train_transform(augment_cfg: DictConfig, epochs: int, compressor: CoilCompressor | None) -> TrainingTransform | ApplyFileMask:
+    """``augment/*.yaml`` -> the training transform (the plain file-mask transform when nothing is augmented)."""
+    node = OmegaConf.to_container(augment_cfg, resolve=True)
+    if node.get("image") is None and node.get("mask") is None:
+        return ApplyFileMask(compressor)
+    try:
+        schedule = AugmentSchedule(**node["schedule"], total_epochs=epochs)
+        image = None if node.get("image") is None else ImageAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["image"].items()})
+        mask = None if node.get("mask") is None else MaskAugment(**{key: tuple(value) for key, value in node["mask"].items()})
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"the augment config cannot be built: {err}") from None
+    return TrainingTransform(schedule, image, mask, compressor)
+
+
+def build_datasets(cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceDataset]:
+    """Train and validation slice datasets.
+
+    Train applies the ``augment`` transform (per-example draws from ``(seed, epoch, index)``) and the mask
+    duplication; with ``training.train_on_train_and_val`` it reads the validation split too. Validation
+    applies the file masks. Both apply the ``compressor``.
+    """
+    data_cfg = cfg.data
+    compressor = build_compressor(cfg.get("compressor"))
+    augment_cfg = cfg.get("augment") or OmegaConf.create({"image": None, "mask": None})
+    transform = build_train_transform(augment_cfg, cfg.training.epochs, compressor)
+    train_roots = [root / data_cfg.train_split]
+    if cfg.training.get("train_on_train_and_val", False):
+        train_roots.append(root / data_cfg.val_split)
+    duplicate = augment_cfg.get("duplicate_accelerations")
+    train_set = SliceDataset(train_roots, transform, seed=cfg.seed, accelerations=list(duplicate) if duplicate else None)
+    val_set = SliceDataset(root / data_cfg.val_split, ApplyFileMask(compressor), seed=cfg.seed)
+    return train_set, val_set
 
 
 def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
@@ -109,13 +163,20 @@ def build_optimizer(optimizer_cfg: DictConfig, parameters) -> torch.optim.Optimi
         raise UserInputError(f"the optimizer config cannot be built: {err}") from None
 
 
-def build_scheduler(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer) -> tuple[Any, str]:
-    """``scheduler/*.yaml`` applied to ``optimizer``, and its stepping ``interval`` (epoch or step)."""
+def build_scheduler(
+    scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer, epochs: int = 1, steps_per_epoch: int = 1
+) -> tuple[Any, str]:
+    """``scheduler/*.yaml`` applied to ``optimizer``, and its stepping ``interval`` (epoch or step).
+
+    Schedules that need the run's length get ``total_steps`` (optimizer steps, or epochs when stepped per
+    epoch) and OneCycle gets ``max_lr`` = the optimizer's lr.
+    """
     node = OmegaConf.to_container(scheduler_cfg, resolve=True)
     interval = node.pop("interval", "epoch")
     factory = _instantiate("scheduler", OmegaConf.create(node))
+    total_steps = epochs * steps_per_epoch if interval == "step" else epochs
     try:
-        return factory(optimizer), interval
+        return factory(optimizer, **scheduler_arguments(factory, optimizer, total_steps, set(node))), interval
     except (TypeError, ValueError) as err:
         raise UserInputError(f"the scheduler config cannot be built: {err}") from None
 

@@ -30,8 +30,9 @@ from utils.model.builder import build_model
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
-from utils.training.loop import TrainState, train_one_epoch
+from utils.training.loop import TrainState, make_grad_scaler, train_one_epoch
 from utils.training.rng import capture_rng_state, configure_determinism, restore_rng_state, seed_everything, seed_worker
+from utils.training.schedulers import is_plateau
 from utils.training.setup import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
 from utils.training.validate import validate
 
@@ -46,7 +47,7 @@ def _improved(value: float, best: float | None, select_best_by: str) -> bool:
     return value > best if select_best_by == "val_ssim" else value < best
 
 
-def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
+def _checkpoint(model, optimizer, scheduler, scaler, transform, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():  # the non-finite guard makes this unreachable; never save it
             raise RuntimeError(f"parameter {name} is not finite; refusing to write a checkpoint")
@@ -57,7 +58,8 @@ def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig)
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "scaler": None,
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "augment": transform.state_dict() if hasattr(transform, "state_dict") else None,
         "select_best_by": cfg.training.select_best_by,
         "rng": capture_rng_state(),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -65,7 +67,7 @@ def _checkpoint(model, optimizer, scheduler, state: TrainState, cfg: DictConfig)
     }
 
 
-def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler) -> TrainState:
+def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform) -> TrainState:
     """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
     last = checkpoint_dir / "model.pt"
     if not cfg.training.resume:
@@ -84,8 +86,12 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler) -
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler.is_enabled() and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    if hasattr(transform, "load_state_dict") and checkpoint.get("augment"):
+        transform.load_state_dict(checkpoint["augment"])
     restore_rng_state(checkpoint["rng"])
-    fields = {key: checkpoint[key] for key in TrainState.__dataclass_fields__}
+    fields = {key: checkpoint[key] for key in TrainState.__dataclass_fields__ if key in checkpoint}
     fields["step_loss_log"] = fields["step_loss_log"].tolist()
     state = TrainState(**fields)
     log.info("resumed %s at epoch %d, batch %d (step %d)", last, state.epoch, state.batches_done, state.global_step)
@@ -109,18 +115,21 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     configure_determinism(settings.deterministic)
     seed_everything(cfg.seed)
 
-    train_set, val_set = build_datasets(cfg.data, prepare_data(cfg.data, cfg.seed), cfg.seed)
+    train_set, val_set = build_datasets(cfg, prepare_data(cfg.data, cfg.seed))
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    scheduler, interval = build_scheduler(cfg.scheduler, optimizer)
+    sampler = ShapeGroupedBatchSampler(train_set.example_shapes(), cfg.data.batch_size, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(sampler.batches_per_epoch() / settings.grad_accumulation)
+    scheduler, interval = build_scheduler(cfg.scheduler, optimizer, settings.epochs, steps_per_epoch)
+    scaler = make_grad_scaler(settings.amp, device)
     loss_fn = build_loss(cfg.loss)
-    state = _start(cfg, checkpoint_dir, model, optimizer, scheduler)
+    state = _start(cfg, checkpoint_dir, model, optimizer, scheduler, scaler, train_set.transform)
+    validating = not settings.train_on_train_and_val
     try:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
 
-    sampler = ShapeGroupedBatchSampler(train_set.example_shapes(), cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     loader_seed = torch.Generator()
     train_loader = DataLoader(
         train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
@@ -130,12 +139,15 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     logger = RunLogger(run_dir, cfg.logger.mode, cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
     log.info("training %s: %d train / %d val slices, %s, device %s", cfg.exp_name, len(train_set), len(val_set), model.cascade_counts, device)
 
+    def checkpoint() -> dict[str, Any]:
+        return _checkpoint(model, optimizer, scheduler, scaler, train_set.transform, state, cfg)
+
     def save_last() -> None:
-        save_checkpoint(checkpoint_dir / "model.pt", _checkpoint(model, optimizer, scheduler, state, cfg))
+        save_checkpoint(checkpoint_dir / "model.pt", checkpoint())
         _write_logs(run_dir, state)
 
     def on_step(stepped: bool) -> None:
-        if stepped and interval == "step":
+        if stepped and interval == "step" and not is_plateau(scheduler):
             scheduler.step()
         if stepped and settings.checkpoint_every_steps and state.global_step % settings.checkpoint_every_steps == 0:
             save_last()
@@ -148,16 +160,18 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                 train_set.set_epoch(epoch)
                 loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
                 train_loss = train_one_epoch(
-                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device, stop, progress
+                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device, stop, progress, scaler
                 )
                 stop.check()
                 metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train/skipped_steps": state.skipped_steps}
-                if interval == "epoch":
+                if hasattr(train_set.transform, "probability"):
+                    metrics["train/augment_probability"] = train_set.transform.probability
+                if interval == "epoch" and not is_plateau(scheduler):
                     scheduler.step()
                 state.train_loss_log.append([epoch, train_loss])
                 selection_value = train_loss if settings.select_best_by == "train_loss" else None
 
-                if (epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs:
+                if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
                     writer = None
                     if settings.save_val_reconstructions:
                         writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
@@ -169,6 +183,11 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                     logger.log_images(result.images, epoch)
                     if settings.select_best_by == "val_ssim":
                         selection_value = result.ssim
+                    if is_plateau(scheduler):
+                        scheduler.step(result.ssim)
+                    best_ssim = max((value for _, value in state.val_ssim_log[:-1]), default=-math.inf)
+                    improved_ssim = result.ssim > best_ssim + settings.early_stopping_min_delta
+                    state.validations_since_best = 0 if improved_ssim else state.validations_since_best + 1
 
                 improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
                 if improved:
@@ -176,8 +195,12 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                 state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
                 save_last()
                 if improved:
-                    save_checkpoint(checkpoint_dir / "best_model.pt", _checkpoint(model, optimizer, scheduler, state, cfg))
+                    save_checkpoint(checkpoint_dir / "best_model.pt", checkpoint())
                 logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
+                patience = settings.early_stopping_patience
+                if patience and state.validations_since_best >= patience:
+                    log.info("early stopping after epoch %d: no val SSIM improvement in %d validations", epoch, patience)
+                    break
     except Interrupted as interrupt:
         save_last()
         log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",

@@ -1,0 +1,109 @@
+"""The training transform: MRAugment, then mask augmentation, then the mask and the optional coil compression.
+
+``TrainingTransform(raw, rng) -> Sample`` has the signature of every dataset transform (see
+:mod:`utils.data.transforms`). All its draws come from ``rng``, the dataset's generator for
+``(seed, epoch, example)``, in a fixed order, so an epoch's augmentations are the same with any number of
+DataLoader workers and after a resume. The epoch (which sets the schedule's probability) is the transform's
+only state: :meth:`set_epoch` is called by the dataset's ``set_epoch`` and the state dict goes into checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from utils.data.augment.mraugment import AUGMENTATIONS, augment_kspace, draw_params
+from utils.data.augment.schedule import AugmentSchedule
+from utils.data.mask_types import MASK_TYPES, sample_mask
+from utils.data.transforms import Compressor, RawSlice, Sample, to_sample
+
+__all__ = ["ImageAugment", "MaskAugment", "TrainingTransform"]
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """MRAugment's settings: per-augmentation weights (times the schedule's probability) and value ranges."""
+
+    weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(AUGMENTATIONS, 1.0))
+    max_rotation_deg: float = 15.0
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    max_translation: tuple[float, float] = (0.125, 0.08)  # fractions of (W, H)
+    max_shear_deg: float = 10.0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.weights) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+        if any(not 0.0 <= float(w) <= 1.0 for w in self.weights.values()):
+            raise ValueError(f"augmentation weights must lie in [0, 1], got {dict(self.weights)}")
+        low, high = self.scale_range
+        if not 0.0 < low <= high:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {list(self.scale_range)}")
+
+
+@dataclass(frozen=True)
+class MaskAugment:
+    """With the schedule's probability, a mask of a random fastMRI type replaces the acquisition's mask.
+
+    The acceleration is the example's (4 or 8; with duplication every slice comes once at each), the centre
+    fraction uniform in ``center_fraction_range``.
+    """
+
+    types: Sequence[str] = MASK_TYPES
+    center_fraction_range: tuple[float, float] = (0.07, 0.10)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.types) - set(MASK_TYPES))
+        if unknown or not self.types:
+            raise ValueError(f"mask types must be a non-empty subset of {list(MASK_TYPES)}, got {list(self.types)}")
+        low, high = self.center_fraction_range
+        if not 0.0 < low <= high < 1.0:
+            raise ValueError(f"center_fraction_range must be 0 < low <= high < 1, got {list(self.center_fraction_range)}")
+
+    def draw(self, rng: np.random.Generator, probability: float, raw: RawSlice) -> np.ndarray:
+        replace = rng.uniform() < probability
+        kind = self.types[int(rng.integers(0, len(self.types)))]
+        center_fraction = rng.uniform(*self.center_fraction_range)
+        if not replace:
+            return raw.mask
+        return sample_mask(kind, raw.kspace.shape[-1], raw.acceleration, center_fraction, rng)
+
+
+class TrainingTransform:
+    """``(raw, rng) -> Sample`` with MRAugment and/or mask augmentation under one probability schedule."""
+
+    def __init__(
+        self,
+        schedule: AugmentSchedule,
+        image: ImageAugment | None = None,
+        mask: MaskAugment | None = None,
+        compressor: Compressor | None = None,
+    ):
+        self.schedule, self.image, self.mask, self.compressor = schedule, image, mask, compressor
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def probability(self) -> float:
+        return self.schedule.probability(self.epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "probability": self.probability}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_epoch(int(state["epoch"]))
+
+    def __call__(self, raw: RawSlice, rng: np.random.Generator) -> Sample:
+        probability = self.probability
+        if self.image is not None and raw.target is not None:
+            image = self.image
+            params = draw_params(rng, probability, image.weights, raw.kspace.shape[-2:], image.max_rotation_deg,
+                                 image.scale_range, image.max_translation, image.max_shear_deg)
+            if not params.is_identity:
+                kspace, target = augment_kspace(raw.kspace, params)
+                raw = raw._replace(kspace=kspace, target=target)
+        mask = raw.mask if self.mask is None else self.mask.draw(rng, probability, raw)
+        return to_sample(raw, mask, self.compressor)

@@ -3,6 +3,7 @@
     python3 final_main.py --config-name=train_vessl_final          # the entry's GPU recipe
     python3 final_main.py --config-name=demo                       # CPU demo on synthetic data
     python3 final_main.py --config-name=demo exp_name=try2 training.epochs=3 optimizer.lr=3e-4
+    torchrun --nproc_per_node=2 final_main.py --config-name=train_vessl_final   # DDP on 2 GPUs
 
 Writes result/<exp_name>/checkpoints/{model,best_model}.pt and the (epoch, value) loss logs; see
 utils/training/trainer.py for the folder layout. A mistake (config, override, data, checkpoint) ends in one
@@ -13,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import os
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -22,6 +26,9 @@ from utils.training.trainer import train
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "train"
+# Under torchrun only rank 0 gets Hydra's run folder and log file; the other ranks log to the console only
+# and create nothing (Hydra makes run.dir, and "." exists already).
+OTHER_RANK_HYDRA_OVERRIDES = ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=stdout"]
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name=DEFAULT_CONFIG)
@@ -36,6 +43,8 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str]) -> None:
     check_command_line(argv, CONFIG_DIR, DEFAULT_CONFIG)
+    if os.environ.get("RANK", "0") != "0":
+        sys.argv += OTHER_RANK_HYDRA_OVERRIDES
     hydra_main()  # Hydra reads sys.argv itself
 
 

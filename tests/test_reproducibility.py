@@ -91,7 +91,7 @@ def test_same_seed_gives_bit_identical_logs_and_weights(tiny_data, reference_run
 
 
 def test_compare_runs_reports_the_first_differing_step(tiny_data, reference_run, tmp_path):
-    train(_compose(_overrides(tiny_data, tmp_path, "other", "seed=431")), progress=False)
+    train(_compose(_overrides(tiny_data, tmp_path, "other", "seed=431", "training.epochs=1")), progress=False)
     compare = subprocess.run([sys.executable, "-m", "utils.tools.compare_runs", str(reference_run), str(tmp_path / "other")], cwd=REPO, capture_output=True, text=True)
     assert compare.returncode == 1 and "runs differ" in compare.stdout
     assert "train_step_loss_log.npy  first differs at step 1:" in compare.stdout

@@ -41,11 +41,16 @@ class ReconstructionTiming:
         return 1000.0 * self.seconds / max(self.slices, 1)
 
 
-def volume_loader(dataset: SliceDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """In-order loader whose batches stay inside one volume."""
+def volume_loader(
+    dataset: SliceDataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """In-order loader whose batches stay inside one volume; with ``world_size`` > 1, only the volumes
+    ``rank, rank + world_size, ...`` (sharded validation or reconstruction)."""
+    volumes = dataset.example_volumes()
+    batches = [batch for batch in volume_batches(volumes, batch_size) if volumes[batch[0]] % world_size == rank]
     return DataLoader(
         dataset,
-        batch_sampler=volume_batches(dataset.example_volumes(), batch_size),
+        batch_sampler=batches,
         num_workers=num_workers,
         pin_memory=pin_memory,
     )

@@ -1,5 +1,11 @@
 """One epoch of optimizer steps: gradient accumulation, clipping, the non-finite guard and resumable progress.
 
+Under DDP (``dist`` with several ranks) the gradients of an accumulation group are all-reduced once, at its
+last batch (``no_sync`` before), and every decision that changes control flow is collective: a stop signal
+seen by any rank stops all of them at the same batch, and a non-finite loss on any rank skips the step on
+all of them (that rank still takes part in the gradient all-reduce, with zero gradients). The logged losses
+are sums over all ranks.
+
 Progress is committed only at optimizer-step boundaries: ``TrainState.batches_done`` and the epoch's running
 loss count the batches whose gradients are in the weights. A checkpoint written at any point (every N steps,
 on a stop signal) therefore resumes exactly: the epoch's batch order depends on (seed, epoch) alone, the first
@@ -9,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,7 +27,8 @@ from tqdm import tqdm
 
 from utils.errors import UserInputError
 from utils.inference.reconstruct import run_model
-from utils.training.interrupt import StopOnSignal
+from utils.training.distributed import Distributed
+from utils.training.interrupt import Interrupted, StopOnSignal
 
 __all__ = ["AMP_DTYPES", "TrainState", "make_grad_scaler", "train_one_epoch"]
 
@@ -53,6 +62,17 @@ def make_grad_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
+def check_stop(stop: StopOnSignal, dist: Distributed, device: torch.device) -> None:
+    """Raise :class:`Interrupted` on every rank when any rank received a stop signal."""
+    if dist.any(stop.signum is not None, device):
+        raise Interrupted(stop.signum or signal.SIGTERM)
+
+
+def _zero_loss(model: nn.Module) -> torch.Tensor:
+    """0 with a (zero) gradient for every parameter: lets a rank join the all-reduce without its bad loss."""
+    return sum((parameter.reshape(-1)[:1] * 0.0).sum() for parameter in model.parameters())
+
+
 def _skip_step(state: TrainState, policy: str, reason: str) -> None:
     state.skipped_steps += 1
     if policy == "stop":
@@ -73,6 +93,7 @@ def train_one_epoch(
     stop: StopOnSignal,
     progress: bool = True,
     scaler: torch.amp.GradScaler | None = None,
+    dist: Distributed | None = None,
 ) -> float:
     """Continue the current epoch from ``state.batches_done``; returns the epoch's mean loss per slice.
 
@@ -84,26 +105,38 @@ def train_one_epoch(
     model.train()
     amp_dtype = AMP_DTYPES[settings.get("amp", "none")]
     scaler = scaler or make_grad_scaler("none", device)
+    dist = dist or Distributed()
     accumulation = settings.grad_accumulation
     group_loss, group_slices, group_bad = 0.0, 0, None
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=f"epoch {state.epoch}/{settings.epochs - 1}", unit="batch", disable=not progress,
                initial=state.batches_done, total=num_batches)
     for position, batch in enumerate(bar, start=state.batches_done):
-        stop.check()
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            output = run_model(model, batch, device)
-        max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
+        check_stop(stop, dist, device)
         group_start = position - position % accumulation
         group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
-        if torch.isfinite(loss):
-            scaler.scale(loss / group_size).backward()
-            group_loss, group_slices = group_loss + loss.item() * len(output), group_slices + len(output)
-        elif group_bad is None:
-            group_bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
-        if position + 1 < group_start + group_size:
+        last_of_group = position + 1 == group_start + group_size
+        sync = nullcontext() if last_of_group or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                output = run_model(model, batch, device)
+            max_value = batch.max_value.to(device=device, dtype=torch.float64)
+            loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
+            if torch.isfinite(loss):
+                scaler.scale(loss / group_size).backward()
+                group_loss, group_slices = group_loss + loss.item() * len(output), group_slices + len(output)
+            else:
+                if group_bad is None:
+                    group_bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
+                if dist.enabled:
+                    _zero_loss(model).backward()
+        if not last_of_group:
             continue
+        if dist.any(group_bad is not None, device) and group_bad is None:
+            group_bad = "non-finite loss on another rank"
+        if dist.enabled:
+            group_loss, group_slices = dist.sum([group_loss, group_slices], device)
+            group_slices = int(round(group_slices))
 
         max_norm = settings.grad_clip if settings.grad_clip is not None else math.inf
         scaler.unscale_(optimizer)
@@ -130,4 +163,5 @@ def train_one_epoch(
         if state.epoch_slices:
             bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_slices:.4f}")
         on_step(stepped)
+    check_stop(stop, dist, device)
     return state.epoch_loss_sum / state.epoch_slices if state.epoch_slices else math.nan

@@ -8,18 +8,24 @@
       reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
       hydra/<time>/                resolved config, overrides and the text log of each invocation
       wandb/                       W&B files (logger.mode offline or online)
+
+Under ``torchrun`` (see :mod:`utils.training.distributed`) every rank trains on its shard through
+DistributedDataParallel and validates its share of the volumes; only rank 0 writes anything.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from utils.data.sampler import ShapeGroupedBatchSampler
@@ -28,6 +34,7 @@ from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.distributed import Distributed, init_distributed
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
 from utils.training.loop import TrainState, make_grad_scaler, train_one_epoch
@@ -47,7 +54,7 @@ def _improved(value: float, best: float | None, select_best_by: str) -> bool:
     return value > best if select_best_by == "val_ssim" else value < best
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, transform, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
+def _checkpoint(model, optimizer, scheduler, scaler, transform, state: TrainState, cfg: DictConfig, rng_per_rank: list[dict]) -> dict[str, Any]:
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():  # the non-finite guard makes this unreachable; never save it
             raise RuntimeError(f"parameter {name} is not finite; refusing to write a checkpoint")
@@ -61,13 +68,14 @@ def _checkpoint(model, optimizer, scheduler, scaler, transform, state: TrainStat
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
         "augment": transform.state_dict() if hasattr(transform, "state_dict") else None,
         "select_best_by": cfg.training.select_best_by,
-        "rng": capture_rng_state(),
+        "rng": rng_per_rank[0],
+        "rng_per_rank": rng_per_rank,  # one state per rank under torchrun
         "config": OmegaConf.to_container(cfg, resolve=True),
         **fields,
     }
 
 
-def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform) -> TrainState:
+def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform, dist: Distributed) -> TrainState:
     """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
     last = checkpoint_dir / "model.pt"
     if not cfg.training.resume:
@@ -90,7 +98,11 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, s
         scaler.load_state_dict(checkpoint["scaler"])
     if hasattr(transform, "load_state_dict") and checkpoint.get("augment"):
         transform.load_state_dict(checkpoint["augment"])
-    restore_rng_state(checkpoint["rng"])
+    per_rank = checkpoint.get("rng_per_rank") or [checkpoint["rng"]]
+    if len(per_rank) != dist.world_size:
+        log.warning("%s was written by %d process(es), this run has %d: every rank restores rank 0's RNG state",
+                    last, len(per_rank), dist.world_size)
+    restore_rng_state(per_rank[dist.rank] if len(per_rank) == dist.world_size else per_rank[0])
     fields = {key: checkpoint[key] for key in TrainState.__dataclass_fields__ if key in checkpoint}
     fields["step_loss_log"] = fields["step_loss_log"].tolist()
     state = TrainState(**fields)
@@ -105,46 +117,80 @@ def _write_logs(run_dir: Path, state: TrainState) -> None:
     write_history(run_dir / "train_step_loss_log.npy", state.step_loss_log)
 
 
+def _weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     """Run (or resume) the training described by a composed ``configs/train.yaml``-style config."""
     check_config(cfg)
     settings = cfg.training
+    dist, rank_device = init_distributed(settings.device)
+    try:
+        return _train(cfg, dist, rank_device or resolve_device(settings.device), progress and dist.is_main)
+    finally:
+        dist.close()
+
+
+def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: bool) -> TrainState:
+    settings = cfg.training
+    if not dist.is_main:
+        log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
     run_dir = Path(cfg.result_root) / cfg.exp_name
     checkpoint_dir = run_dir / "checkpoints"
-    device = resolve_device(settings.device)
     configure_determinism(settings.deterministic)
     seed_everything(cfg.seed)
 
-    train_set, val_set = build_datasets(cfg, prepare_data(cfg.data, cfg.seed))
-    model = build_model(cfg.model).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    sampler = ShapeGroupedBatchSampler(train_set.example_shapes(), cfg.data.batch_size, shuffle=True, seed=cfg.seed)
+    if dist.is_main:  # one rank generates missing synthetic data, the others wait for it
+        prepare_data(cfg.data, cfg.seed)
+    dist.barrier()
+    train_set, val_set = build_datasets(cfg, Path(cfg.data.root))
+    module = build_model(cfg.model).to(device)
+    optimizer = build_optimizer(cfg.optimizer, module.parameters())
+    sampler = ShapeGroupedBatchSampler(train_set.example_shapes(), cfg.data.batch_size, shuffle=True, seed=cfg.seed,
+                                       num_replicas=dist.world_size, rank=dist.rank)
     steps_per_epoch = math.ceil(sampler.batches_per_epoch() / settings.grad_accumulation)
     scheduler, interval = build_scheduler(cfg.scheduler, optimizer, settings.epochs, steps_per_epoch)
     scaler = make_grad_scaler(settings.amp, device)
     loss_fn = build_loss(cfg.loss)
-    state = _start(cfg, checkpoint_dir, model, optimizer, scheduler, scaler, train_set.transform)
+    state = _start(cfg, checkpoint_dir, module, optimizer, scheduler, scaler, train_set.transform, dist)
     validating = not settings.train_on_train_and_val
-    try:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
+    if dist.is_main:
+        try:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
+    # every rank starts from the same weights (rank 0's, broadcast by DDP); no unused parameters to look for
+    model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else module
 
     loader_seed = torch.Generator()
     train_loader = DataLoader(
         train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
         generator=loader_seed, pin_memory=device.type == "cuda",
     )
-    val_loader = volume_loader(val_set, cfg.data.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda")
-    logger = RunLogger(run_dir, cfg.logger.mode, cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
-    log.info("training %s: %d train / %d val slices, %s, device %s", cfg.exp_name, len(train_set), len(val_set), model.cascade_counts, device)
+    val_loader = volume_loader(val_set, cfg.data.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda",
+                               rank=dist.rank, world_size=dist.world_size)
+    logger = RunLogger(run_dir, cfg.logger.mode if dist.is_main else "disabled", cfg.logger.project, cfg.exp_name,
+                       OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
+    log.info("training %s: %d train / %d val slices, %s, device %s, %d process(es)", cfg.exp_name, len(train_set),
+             len(val_set), module.cascade_counts, device, dist.world_size)
 
-    def checkpoint() -> dict[str, Any]:
-        return _checkpoint(model, optimizer, scheduler, scaler, train_set.transform, state, cfg)
+    def save(names: tuple[str, ...]) -> None:
+        """Write checkpoints (rank 0); every rank calls it, since the RNG states are gathered from all."""
+        rng_per_rank = dist.gather(capture_rng_state())
+        if dist.is_main:
+            checkpoint = _checkpoint(module, optimizer, scheduler, scaler, train_set.transform, state, cfg, rng_per_rank)
+            for name in names:
+                save_checkpoint(checkpoint_dir / name, checkpoint)
+            _write_logs(run_dir, state)
+        dist.barrier()
 
     def save_last() -> None:
-        save_checkpoint(checkpoint_dir / "model.pt", checkpoint())
-        _write_logs(run_dir, state)
+        save(("model.pt",))
 
     def on_step(stepped: bool) -> None:
         if stepped and interval == "step" and not is_plateau(scheduler):
@@ -159,10 +205,12 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                 sampler.set_epoch(epoch, start=state.batches_done)
                 train_set.set_epoch(epoch)
                 loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
+                started, slices_before = time.perf_counter(), state.epoch_slices
                 train_loss = train_one_epoch(
-                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device, stop, progress, scaler
+                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device,
+                    stop, progress, scaler, dist,
                 )
-                stop.check()
+                log.info("epoch %d trained: %d samples in %.1f s", epoch, state.epoch_slices - slices_before, time.perf_counter() - started)
                 metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train/skipped_steps": state.skipped_steps}
                 if hasattr(train_set.transform, "probability"):
                     metrics["train/augment_probability"] = train_set.transform.probability
@@ -172,10 +220,13 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                 selection_value = train_loss if settings.select_best_by == "train_loss" else None
 
                 if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
-                    writer = None
-                    if settings.save_val_reconstructions:
+                    result = validate(module, val_loader, loss_fn, device, None, settings.log_images, progress,
+                                      dist=dist, keep_outputs=settings.save_val_reconstructions)
+                    if settings.save_val_reconstructions and dist.is_main:
                         writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
-                    result = validate(model, val_loader, loss_fn, device, writer, settings.log_images, progress)
+                        for fname, slice_idx, image in result.outputs:
+                            writer.add(fname, slice_idx, image)
+                        writer.close()
                     state.val_loss_log.append([epoch, result.loss])
                     state.val_ssim_log.append([epoch, result.ssim])
                     metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
@@ -193,20 +244,23 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
                 if improved:
                     state.best_metric, state.best_epoch = selection_value, epoch
                 state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
-                save_last()
-                if improved:
-                    save_checkpoint(checkpoint_dir / "best_model.pt", checkpoint())
+                save(("model.pt", "best_model.pt") if improved else ("model.pt",))
                 logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
                 patience = settings.early_stopping_patience
                 if patience and state.validations_since_best >= patience:
                     log.info("early stopping after epoch %d: no val SSIM improvement in %d validations", epoch, patience)
                     break
     except Interrupted as interrupt:
-        save_last()
+        save_last()  # every rank is here: the stop was decided collectively
         log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",
                     interrupt, checkpoint_dir / "model.pt", state.epoch, state.batches_done)
         sys.exit(128 + interrupt.signum)  # the finally below still closes the logger
     finally:
         logger.finish()
+    if dist.enabled:
+        digests = set(dist.gather(_weights_digest(module)))
+        if len(digests) != 1:
+            raise RuntimeError(f"ranks ended with different weights ({len(digests)} distinct digests)")
+        log.info("weights identical on all %d ranks", dist.world_size)
     log.info("best %s %s at epoch %s; checkpoints in %s", settings.select_best_by, state.best_metric, state.best_epoch, checkpoint_dir)
     return state

@@ -2,6 +2,8 @@
 
 Each slice scores ``mean(leaderboard_ssim_map(output, target, fg_mask, max))``, exactly the number
 ``leaderboard_eval.py`` would give that slice, so model selection optimises what the leaderboard measures.
+Under DDP each rank scores its share of the volumes and the per-slice numbers of all ranks are gathered
+before averaging, so the result is the single-process one.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from utils.metrics.ssim import leaderboard_ssim_map
 from utils.mri.coils import rss_complex
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
 from utils.mri.fft import ifft2c
+from utils.training.distributed import Distributed
 
 __all__ = ["ValidationResult", "validate"]
 
@@ -33,6 +36,7 @@ class ValidationResult:
     zero_filled_ssim: float  # the same score for the zero-filled input RSS(IFFT(masked k-space)), a baseline
     group_ssim: dict[str, float] = field(default_factory=dict)  # e.g. {"brain_acc4": 0.93, ...}
     images: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (caption, output | target side by side)
+    outputs: list[tuple[str, int, np.ndarray]] = field(default_factory=list)  # (fname, slice, image) with keep_outputs
 
 
 def _side_by_side(output: torch.Tensor, target: torch.Tensor, max_value: float) -> np.ndarray:
@@ -49,34 +53,46 @@ def validate(
     writer: ReconstructionWriter | None = None,
     num_images: int = 0,
     progress: bool = True,
+    dist: Distributed | None = None,
+    keep_outputs: bool = False,
 ) -> ValidationResult:
-    """Score ``model`` on every slice of ``loader``; optionally write the reconstructions."""
+    """Score ``model`` on every slice of ``loader`` (this rank's share under DDP); optionally write the
+    reconstructions (``writer``) or return them (``keep_outputs``, gathered from every rank)."""
     model.eval()
-    losses, scores, zero_filled_scores = [], defaultdict(list), []
-    images = []
+    dist = dist or Distributed()
+    records, images, outputs = [], [], []  # one per slice: (group, ssim, zero-filled ssim, its batch's loss x size once)
     for batch in tqdm(loader, desc="validation", unit="batch", disable=not progress, leave=False):
         output = run_model(model, batch, device).float()
         target, fg_mask = batch.target.to(device), batch.fg_mask.to(device)
         max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        losses.append(loss_fn(output, target, fg_mask, max_value).item() * len(output))
-        slice_ssim = leaderboard_ssim_map(output, target, fg_mask, max_value).mean(dim=(-2, -1)).cpu()
+        batch_loss = loss_fn(output, target, fg_mask, max_value).item() * len(output)
+        slice_ssim = leaderboard_ssim_map(output, target, fg_mask, max_value).mean(dim=(-2, -1)).tolist()
         zero_filled = center_crop_or_pad(rss_complex(ifft2c(batch.masked_kspace.to(device)), dim=1), CHALLENGE_SHAPE)
-        zero_filled_scores += leaderboard_ssim_map(zero_filled, target, fg_mask, max_value).mean(dim=(-2, -1)).tolist()
-        for value, anatomy, acceleration in zip(slice_ssim.tolist(), batch.anatomy, batch.acceleration.tolist()):
-            scores[f"{anatomy}_acc{acceleration}"].append(value)
+        zero_filled_ssim = leaderboard_ssim_map(zero_filled, target, fg_mask, max_value).mean(dim=(-2, -1)).tolist()
+        for index, (anatomy, acceleration) in enumerate(zip(batch.anatomy, batch.acceleration.tolist())):
+            loss_share = batch_loss if index == 0 else 0.0  # the batch's loss once, with its slice count
+            records.append((f"{anatomy}_acc{acceleration}", slice_ssim[index], zero_filled_ssim[index], loss_share))
         output, target = output.cpu(), target.cpu()
         for index, (fname, slice_idx) in enumerate(zip(batch.fname, batch.slice_idx.tolist())):
             if writer is not None:
                 writer.add(fname, slice_idx, output[index].numpy())
+            if keep_outputs:
+                outputs.append((fname, slice_idx, output[index].numpy()))
             if len(images) < num_images:
                 images.append((f"{fname} slice {slice_idx}", _side_by_side(output[index], target[index], float(batch.max_value[index]))))
     if writer is not None:
         writer.close()
-    every_slice = [value for values in scores.values() for value in values]
+    records = [record for shard in dist.gather(records) for record in shard]
+    if keep_outputs:
+        outputs = [output for shard in dist.gather(outputs) for output in shard]
+    scores = defaultdict(list)
+    for group, value, _, _ in records:
+        scores[group].append(value)
     return ValidationResult(
-        loss=float(np.sum(losses) / len(every_slice)),
-        ssim=float(np.mean(every_slice)),
-        zero_filled_ssim=float(np.mean(zero_filled_scores)),
+        loss=float(np.sum([record[3] for record in records]) / len(records)),
+        ssim=float(np.mean([record[1] for record in records])),
+        zero_filled_ssim=float(np.mean([record[2] for record in records])),
         group_ssim={group: float(np.mean(values)) for group, values in sorted(scores.items())},
         images=images,
+        outputs=outputs,
     )

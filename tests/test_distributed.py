@@ -72,6 +72,8 @@ def test_sampler_shards_are_disjoint_equal_and_cover_the_epoch(tiny_data):
         assert set(seen) == set(range(len(shapes)))  # together they cover the epoch
         if sum(len(s) for s in shards) == len(shapes):
             assert len(seen) == len(set(seen))  # and are disjoint when nothing had to be repeated
+    one_batch = [len(list(ShapeGroupedBatchSampler([(4, 8, 8)], 1, num_replicas=4, rank=r))) for r in range(4)]
+    assert one_batch == [1, 1, 1, 1]  # fewer batches than ranks: repeated, so every rank still steps
 
 
 def test_ddp_weights_match_one_process_with_the_same_samples_per_step(runs):

@@ -161,7 +161,12 @@ def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path)
     ))
     state = train(cfg, progress=False)
     assert [epoch for epoch, _ in state.train_loss_log] == [0.0, 1.0]  # epoch 1 did not improve: stop
-    assert load_checkpoint(tmp_path / "stall/checkpoints/model.pt")["validations_since_best"] == 1
+    checkpoint = load_checkpoint(tmp_path / "stall/checkpoints/model.pt")
+    assert checkpoint["validations_since_best"] == 1
+    assert checkpoint["layout"] == {"world_size": 1, "batch_size": 1, "grad_accumulation": 1}
+    resume_differently = _compose(_tiny_overrides(tiny_data, tmp_path, "stall", "training.resume=true", "training.grad_accumulation=2"))
+    with pytest.raises(UserInputError, match="same number of processes, data.batch_size and training.grad_accumulation"):
+        train(resume_differently, progress=False)
 
 
 def test_full_recipe_trains_reconstructs_and_scores_on_generated_data(tiny_data, tmp_path):

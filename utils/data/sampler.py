@@ -64,7 +64,8 @@ class ShapeGroupedBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
         per_rank = math.ceil(len(batches) / self.num_replicas)
-        padded = batches + batches[: per_rank * self.num_replicas - len(batches)]
+        repeats = math.ceil(per_rank * self.num_replicas / len(batches)) if batches else 0
+        padded = (batches * repeats)[: per_rank * self.num_replicas]  # cyclic: even 1 batch fills 4 ranks
         return iter(padded[self.rank :: self.num_replicas][self.start :])
 
     def __len__(self) -> int:

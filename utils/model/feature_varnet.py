@@ -14,8 +14,9 @@ the RSS of the coil images centre-cropped (or zero-padded) to 384x384.
 
 With ``identity_init`` (a choice of this repository, off in the entry's configs) every refinement sits behind a
 ReZero gate that starts at 0, the sensitivity model refines the ACS coil images instead of replacing them, and
-the feature encoder/decoder start as an identity pair: at step 0 the network returns the data-consistent
-SENSE reconstruction of the zero-filled input, so short trainings start at the zero-filled baseline.
+the feature encoder/decoder start as an identity pair: at step 0 the network returns (approximately, in the
+feature stage, whose InstanceNorms renormalise) the data-consistent SENSE reconstruction of the zero-filled
+input, so short trainings start at the zero-filled baseline.
 
 With ``checkpointing`` every block (the sensitivity model, the encoding, each cascade and the decoding) is
 recomputed in the backward pass instead of keeping its activations; it acts only when training with grad.

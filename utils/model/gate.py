@@ -2,8 +2,9 @@
 
 With ``identity_init`` every refinement of the network (the sensitivity NormUnet's correction, each feature
 UNet, each image conv, each image-cascade NormUnet) is multiplied by such a gate. At step 0 the network then
-computes the data-consistent SENSE reconstruction of the zero-filled input with ACS sensitivity maps, and
-training starts from the zero-filled baseline instead of from a random image; the gates learn first, the
+starts from the zero-filled input instead of a random image: image cascades return it exactly (an E2E-VarNet
+gives the zero-filled RSS), the feature stage a data-consistent SENSE image with ACS sensitivity maps (its
+InstanceNorms renormalise after each data-consistency step, so only approximately); the gates learn first, the
 networks behind them as soon as their gate leaves zero.
 """
 from __future__ import annotations

@@ -70,6 +70,14 @@ class Distributed:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` in rank order on rank 0, None elsewhere (for large data only rank 0 needs)."""
+        if not self.enabled:
+            return [obj]
+        gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, gathered, dst=0)
+        return gathered
+
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if not self.enabled:

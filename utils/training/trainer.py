@@ -15,6 +15,7 @@ DistributedDataParallel and validates its share of the volumes; only rank 0 writ
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import sys
@@ -33,6 +34,7 @@ from utils.errors import UserInputError, file_error
 from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
+from utils.model.feature_varnet import FeatureVarNet
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.training.distributed import Distributed, init_distributed
 from utils.training.interrupt import Interrupted, StopOnSignal
@@ -75,6 +77,22 @@ def _checkpoint(model, optimizer, scheduler, scaler, transform, state: TrainStat
     }
 
 
+def _layout(cfg: DictConfig, dist: Distributed) -> dict[str, int]:
+    """What fixes the batches of an epoch and the optimizer steps: a resume must keep it."""
+    return {"world_size": dist.world_size, "batch_size": cfg.data.batch_size, "grad_accumulation": cfg.training.grad_accumulation}
+
+
+def _same_model_config(saved: dict, current: dict) -> bool:
+    """Equal model configs, counting keys a checkpoint predates (e.g. identity_init) at their defaults."""
+    defaults = {name: parameter.default for name, parameter in inspect.signature(FeatureVarNet.__init__).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+
+    def normalise(config: dict) -> dict:
+        return {**defaults, **{key: list(value) if isinstance(value, tuple) else value for key, value in config.items()}}
+
+    return normalise(saved) == normalise(current)
+
+
 def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform, dist: Distributed) -> TrainState:
     """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
     last = checkpoint_dir / "model.pt"
@@ -89,8 +107,13 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, s
         log.warning("training.resume=true but %s does not exist: starting from scratch", last)
         return TrainState()
     checkpoint = load_checkpoint(last)
-    if checkpoint["model_config"] != OmegaConf.to_container(cfg.model, resolve=True):
+    if not _same_model_config(checkpoint["model_config"], OmegaConf.to_container(cfg.model, resolve=True)):
         raise file_error(last, "was trained with another model config; resume with the same model= settings")
+    saved_layout = checkpoint.get("layout", {"world_size": 1, "batch_size": cfg.data.batch_size, "grad_accumulation": cfg.training.grad_accumulation})
+    if saved_layout != _layout(cfg, dist):
+        raise file_error(last, f"was written by a run with {saved_layout}, this one has {_layout(cfg, dist)}; resume with the "
+                               "same number of processes, data.batch_size and training.grad_accumulation (its position in the "
+                               "epoch and its lr schedule depend on them)")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
@@ -184,6 +207,7 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
         rng_per_rank = dist.gather(capture_rng_state())
         if dist.is_main:
             checkpoint = _checkpoint(module, optimizer, scheduler, scaler, train_set.transform, state, cfg, rng_per_rank)
+            checkpoint["layout"] = _layout(cfg, dist)
             for name in names:
                 save_checkpoint(checkpoint_dir / name, checkpoint)
             _write_logs(run_dir, state)
@@ -199,64 +223,68 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
             save_last()
             log.info("checkpoint at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.batches_done)
 
+    stop_signal = None
     try:
         with StopOnSignal() as stop:
-            for epoch in range(state.epoch, settings.epochs):
-                sampler.set_epoch(epoch, start=state.batches_done)
-                train_set.set_epoch(epoch)
-                loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
-                started, slices_before = time.perf_counter(), state.epoch_slices
-                train_loss = train_one_epoch(
-                    model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device,
-                    stop, progress, scaler, dist,
-                )
-                log.info("epoch %d trained: %d samples in %.1f s", epoch, state.epoch_slices - slices_before, time.perf_counter() - started)
-                metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train/skipped_steps": state.skipped_steps}
-                if hasattr(train_set.transform, "probability"):
-                    metrics["train/augment_probability"] = train_set.transform.probability
-                if interval == "epoch" and not is_plateau(scheduler):
-                    scheduler.step()
-                state.train_loss_log.append([epoch, train_loss])
-                selection_value = train_loss if settings.select_best_by == "train_loss" else None
+            try:
+                for epoch in range(state.epoch, settings.epochs):
+                    sampler.set_epoch(epoch, start=state.batches_done)
+                    train_set.set_epoch(epoch)
+                    loader_seed.manual_seed(cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
+                    started, slices_before = time.perf_counter(), state.epoch_slices
+                    train_loss = train_one_epoch(
+                        model, train_loader, sampler.batches_per_epoch(), loss_fn, optimizer, on_step, state, settings, device,
+                        stop, progress, scaler, dist,
+                    )
+                    log.info("epoch %d trained: %d samples in %.1f s", epoch, state.epoch_slices - slices_before, time.perf_counter() - started)
+                    metrics = {"train/loss": train_loss, "lr": optimizer.param_groups[0]["lr"], "train/skipped_steps": state.skipped_steps}
+                    if hasattr(train_set.transform, "probability"):
+                        metrics["train/augment_probability"] = train_set.transform.probability
+                    if interval == "epoch" and not is_plateau(scheduler):
+                        scheduler.step()
+                    state.train_loss_log.append([epoch, train_loss])
+                    selection_value = train_loss if settings.select_best_by == "train_loss" else None
 
-                if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
-                    result = validate(module, val_loader, loss_fn, device, None, settings.log_images, progress,
-                                      dist=dist, keep_outputs=settings.save_val_reconstructions)
-                    if settings.save_val_reconstructions and dist.is_main:
-                        writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
-                        for fname, slice_idx, image in result.outputs:
-                            writer.add(fname, slice_idx, image)
-                        writer.close()
-                    state.val_loss_log.append([epoch, result.loss])
-                    state.val_ssim_log.append([epoch, result.ssim])
-                    metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
-                    metrics.update({f"val/ssim_{group}": value for group, value in result.group_ssim.items()})
-                    logger.log_images(result.images, epoch)
-                    if settings.select_best_by == "val_ssim":
-                        selection_value = result.ssim
-                    if is_plateau(scheduler):
-                        scheduler.step(result.ssim)
-                    best_ssim = max((value for _, value in state.val_ssim_log[:-1]), default=-math.inf)
-                    improved_ssim = result.ssim > best_ssim + settings.early_stopping_min_delta
-                    state.validations_since_best = 0 if improved_ssim else state.validations_since_best + 1
+                    if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
+                        result = validate(module, val_loader, loss_fn, device, None, settings.log_images, progress,
+                                          dist=dist, keep_outputs=settings.save_val_reconstructions)
+                        if settings.save_val_reconstructions and dist.is_main:
+                            writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
+                            for fname, slice_idx, image in result.outputs:
+                                writer.add(fname, slice_idx, image)
+                            writer.close()
+                        state.val_loss_log.append([epoch, result.loss])
+                        state.val_ssim_log.append([epoch, result.ssim])
+                        metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
+                        metrics.update({f"val/ssim_{group}": value for group, value in result.group_ssim.items()})
+                        logger.log_images(result.images, epoch)
+                        if settings.select_best_by == "val_ssim":
+                            selection_value = result.ssim
+                        if is_plateau(scheduler):
+                            scheduler.step(result.ssim)
+                        best_ssim = max((value for _, value in state.val_ssim_log[:-1]), default=-math.inf)
+                        improved_ssim = result.ssim > best_ssim + settings.early_stopping_min_delta
+                        state.validations_since_best = 0 if improved_ssim else state.validations_since_best + 1
 
-                improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
-                if improved:
-                    state.best_metric, state.best_epoch = selection_value, epoch
-                state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
-                save(("model.pt", "best_model.pt") if improved else ("model.pt",))
-                logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
-                patience = settings.early_stopping_patience
-                if patience and state.validations_since_best >= patience:
-                    log.info("early stopping after epoch %d: no val SSIM improvement in %d validations", epoch, patience)
-                    break
-    except Interrupted as interrupt:
-        save_last()  # every rank is here: the stop was decided collectively
-        log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",
-                    interrupt, checkpoint_dir / "model.pt", state.epoch, state.batches_done)
-        sys.exit(128 + interrupt.signum)  # the finally below still closes the logger
+                    improved = selection_value is not None and math.isfinite(selection_value) and _improved(selection_value, state.best_metric, settings.select_best_by)
+                    if improved:
+                        state.best_metric, state.best_epoch = selection_value, epoch
+                    state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
+                    save(("model.pt", "best_model.pt") if improved else ("model.pt",))
+                    logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
+                    patience = settings.early_stopping_patience
+                    if patience and state.validations_since_best >= patience:
+                        log.info("early stopping after epoch %d: no val SSIM improvement in %d validations", epoch, patience)
+                        break
+            except Interrupted as interrupt:
+                save_last()  # inside StopOnSignal: a second signal cannot cut it short; every rank is here
+                log.warning("stopped by %s: resumable checkpoint %s (epoch %d, batch %d); continue with training.resume=true",
+                            interrupt, checkpoint_dir / "model.pt", state.epoch, state.batches_done)
+                stop_signal = interrupt.signum
     finally:
         logger.finish()
+    if stop_signal is not None:
+        sys.exit(128 + stop_signal)
     if dist.enabled:
         digests = set(dist.gather(_weights_digest(module)))
         if len(digests) != 1:

@@ -57,7 +57,7 @@ def validate(
     keep_outputs: bool = False,
 ) -> ValidationResult:
     """Score ``model`` on every slice of ``loader`` (this rank's share under DDP); optionally write the
-    reconstructions (``writer``) or return them (``keep_outputs``, gathered from every rank)."""
+    reconstructions (``writer``) or return them (``keep_outputs``, gathered from every rank on rank 0)."""
     model.eval()
     dist = dist or Distributed()
     records, images, outputs = [], [], []  # one per slice: (group, ssim, zero-filled ssim, its batch's loss x size once)
@@ -83,8 +83,8 @@ def validate(
     if writer is not None:
         writer.close()
     records = [record for shard in dist.gather(records) for record in shard]
-    if keep_outputs:
-        outputs = [output for shard in dist.gather(outputs) for output in shard]
+    if keep_outputs:  # the reconstructions go to rank 0 only (it writes them)
+        outputs = [output for shard in dist.gather_to_main(outputs) or [] for output in shard]
     scores = defaultdict(list)
     for group, value, _, _ in records:
         scores[group].append(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -157,10 +158,14 @@ def test_train_on_train_and_val_reads_both_splits_and_never_validates(tiny_data,
 def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path):
     cfg = _compose(_tiny_overrides(
         tiny_data, tmp_path, "stall", "training.epochs=5", "optimizer.lr=1e-9",
-        "training.early_stopping_patience=1", "training.early_stopping_min_delta=0.01",
+        "training.early_stopping_patience=1", "training.early_stopping_min_delta=0.01", "training.save_val_reconstructions=true",
     ))
     state = train(cfg, progress=False)
     assert [epoch for epoch, _ in state.train_loss_log] == [0.0, 1.0]  # epoch 1 did not improve: stop
+    written = sorted((tmp_path / "stall/reconstructions_val").glob("*.h5"))
+    assert [p.name for p in written] == sorted(p.name for p in (tiny_data / "val/image").glob("*.h5"))
+    with h5py.File(written[0], "r") as recon, h5py.File(tiny_data / "val/image" / written[0].name, "r") as target:
+        assert recon["reconstruction"].shape == target["image_label"].shape and recon["reconstruction"].dtype == np.float32
     checkpoint = load_checkpoint(tmp_path / "stall/checkpoints/model.pt")
     assert checkpoint["validations_since_best"] == 1
     assert checkpoint["layout"] == {"world_size": 1, "batch_size": 1, "grad_accumulation": 1}

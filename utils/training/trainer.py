@@ -246,7 +246,7 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
                     selection_value = train_loss if settings.select_best_by == "train_loss" else None
 
                     if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
-                        result = validate(module, val_loader, loss_fn, device, None, settings.log_images, progress,
+                        result = validate(module, val_loader, loss_fn, device, settings.log_images, progress,
                                           dist=dist, keep_outputs=settings.save_val_reconstructions)
                         if settings.save_val_reconstructions and dist.is_main:
                             writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.inference.reconstruct import run_model
-from utils.inference.writer import ReconstructionWriter
 from utils.metrics.ssim import leaderboard_ssim_map
 from utils.mri.coils import rss_complex
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
@@ -50,14 +49,13 @@ def validate(
     loader: DataLoader,
     loss_fn: nn.Module,
     device: torch.device,
-    writer: ReconstructionWriter | None = None,
     num_images: int = 0,
     progress: bool = True,
     dist: Distributed | None = None,
     keep_outputs: bool = False,
 ) -> ValidationResult:
-    """Score ``model`` on every slice of ``loader`` (this rank's share under DDP); optionally write the
-    reconstructions (``writer``) or return them (``keep_outputs``, gathered from every rank on rank 0)."""
+    """Score ``model`` on every slice of ``loader`` (this rank's share under DDP); with ``keep_outputs`` the
+    reconstructions are returned too, gathered from every rank on rank 0 (which writes them)."""
     model.eval()
     dist = dist or Distributed()
     records, images, outputs = [], [], []  # one per slice: (group, ssim, zero-filled ssim, its batch's loss x size once)
@@ -74,14 +72,10 @@ def validate(
             records.append((f"{anatomy}_acc{acceleration}", slice_ssim[index], zero_filled_ssim[index], loss_share))
         output, target = output.cpu(), target.cpu()
         for index, (fname, slice_idx) in enumerate(zip(batch.fname, batch.slice_idx.tolist())):
-            if writer is not None:
-                writer.add(fname, slice_idx, output[index].numpy())
             if keep_outputs:
                 outputs.append((fname, slice_idx, output[index].numpy()))
             if len(images) < num_images:
                 images.append((f"{fname} slice {slice_idx}", _side_by_side(output[index], target[index], float(batch.max_value[index]))))
-    if writer is not None:
-        writer.close()
     records = [record for shard in dist.gather(records) for record in shard]
     if keep_outputs:  # the reconstructions go to rank 0 only (it writes them)
         outputs = [output for shard in dist.gather_to_main(outputs) or [] for output in shard]

@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny synthetic dataset per test session, made by the project's own generator."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -45,3 +46,21 @@ def write_reconstructions(leaderboard_root: Path, out_root: Path, source_key: st
             with h5py.File(out_root / acc_dir.name / image_path.name, "w") as target:
                 target.create_dataset(key, data=data)
     return out_root
+
+
+GOLDEN_DIR = Path(os.environ.get("MRI_GOLDEN_DIR", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """``../shared/golden``: outputs of the reference implementations' own code (see its README.md).
+
+    CI has ``shared/`` beside the clone, so there a missing folder fails; a developer without it may point
+    ``MRI_GOLDEN_DIR`` at a copy, or the reference-equality tests are skipped with that reason.
+    """
+    if not GOLDEN_DIR.is_dir():
+        message = f"{GOLDEN_DIR}: no golden vectors (set MRI_GOLDEN_DIR to the shared/golden folder)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return GOLDEN_DIR

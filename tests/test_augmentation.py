@@ -9,7 +9,8 @@ from utils.data.augment import AugmentSchedule, ImageAugment, MaskAugment, Train
 from utils.data.augment.mraugment import ImageAugmentParams, augment_coil_images, augment_kspace, draw_params
 from utils.data.dataset import SliceDataset
 from utils.data.mask_types import MASK_TYPES, sample_mask
-from utils.data.masks import acs_bounds, equispaced_mask
+from utils.data.masks import equispaced_mask
+from utils.mri.acs import acs_bounds
 
 WIDTHS = (320, 368, 396, 401)
 
@@ -206,3 +207,25 @@ def test_augmented_target_is_the_rss_of_the_augmented_kspace(tiny_data):
     kspace, target = augment_kspace(raw.kspace, params)
     np.testing.assert_allclose(target, numpy_target(numpy_coil_images(kspace.astype(np.complex128))), rtol=1e-3, atol=1e-3 * target.max())
     assert not np.allclose(target, raw.target, atol=0.05 * raw.target.max())
+
+
+def test_mask_types_are_drawn_with_the_entrys_weights(monkeypatch):
+    import utils.data.augment.transform as transform_module
+    from utils.data.transforms import RawSlice
+
+    drawn = []
+    monkeypatch.setattr(transform_module, "sample_mask", lambda kind, *args: drawn.append(kind) or np.ones(8, np.float32))
+    raw = RawSlice(np.zeros((1, 4, 8), np.complex64), np.ones(8, np.float32), None, 1.0, "f.h5", 0, "brain", 4)
+    rng = np.random.default_rng(0)
+    for _ in range(8000):
+        MaskAugment().draw(rng, 1.0, raw)
+    counts = {kind: drawn.count(kind) / len(drawn) for kind in MASK_TYPES}
+    assert counts == pytest.approx({"equispaced": 0.25, "equispaced_fraction": 0.25, "random": 0.25, "magic": 0.125, "magic_fraction": 0.125}, abs=0.02)
+    drawn.clear()
+    for _ in range(50):
+        MaskAugment(weights={"random": 0.0, "magic": 2.0}).draw(rng, 1.0, raw)
+    assert set(drawn) == {"magic"}
+    with pytest.raises(ValueError, match="mask weights"):
+        MaskAugment(weights={"poisson": 1.0})
+    with pytest.raises(ValueError, match="mask weights"):
+        MaskAugment(weights={"random": 0.0})

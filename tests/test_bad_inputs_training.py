@@ -127,7 +127,7 @@ CONFIG_CASES = {
     "cascade_counts of length 2": (["model.cascade_counts=[1,2]"], ["model.cascade_counts", "[1, 2]"]),
     "negative cascade_counts": (["model.cascade_counts=[-1,0,1]"], ["model.cascade_counts", "[-1, 0, 1]"]),
     "existing run without resume or overwrite": ([], ["run", "already holds a run", "training.resume=true"]),
-    "unknown mask type": (["augment=recipe", "augment.mask.types=[poisson]"], ["augment config", "poisson"]),
+    "unknown mask type": (["augment=recipe", "+augment.mask.weights.poisson=1.0"], ["augment config", "poisson"]),
     "even GCC window": (["compressor=gcc", "compressor.window=4"], ["compressor config", "odd window"]),
     "unknown AMP mode": (["training.amp=fp8"], ["training.amp", "fp8"]),
 }

@@ -6,7 +6,8 @@ import pytest
 
 from utils.data.compression import CoilCompressor, calibration_columns, fft_readout, ifft_readout
 from utils.data.dataset import SliceDataset
-from utils.data.masks import acs_bounds, equispaced_mask
+from utils.data.masks import equispaced_mask
+from utils.mri.acs import acs_bounds
 
 
 def coil_rss(kspace: np.ndarray) -> np.ndarray:

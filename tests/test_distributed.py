@@ -25,6 +25,8 @@ from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.training.losses import MaskedSSIML1Loss
 from utils.training.validate import validate
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600  # a deadlock fails the test instead of hanging the suite
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.data.masks import acs_bounds, equispaced_mask
+from utils.data.masks import equispaced_mask
+from utils.mri.acs import acs_bounds
 from utils.mri.coils import rss
 from utils.mri.fft import fft2c, ifft2c
 from utils.mri.grappa import grappa_reconstruct, grid_offset

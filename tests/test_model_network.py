@@ -191,3 +191,15 @@ def test_image_conv_sits_on_every_third_feature_block():
     assert with_conv == [0, 3, 6, 9, 12]
     lska = [i for i, block in enumerate(model.feature_blocks) if "LSKAConvBlock" in repr(block)]
     assert lska == [0, 1, 2, 3, 4]
+
+
+def test_output_does_not_depend_on_the_kspace_scale_factor():
+    """No eps in the statistics: scaling k-space inside the model changes nothing (with norm_eps it did, 24-66x)."""
+    mask = equispaced_mask(30, 4, 6)
+    kspace = masked_kspace(1, 3, 24, 30, mask)
+    outputs = []
+    for factor in (1.0, 1e6):
+        model = small_model((1, 1, 1), kspace_mult_factor=factor).eval()
+        with torch.no_grad():
+            outputs.append(model(kspace, mask))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5 * outputs[1].abs().max().item())

@@ -11,9 +11,8 @@ from utils.mri.coils import rss_complex
 from utils.mri.fft import fft2c
 from utils.model.lska import LSKA, LSKA_KERNELS, LSKAAttention, LSKAConvBlock, bounded_gate
 from utils.model.norm_unet import NormUnet
-from utils.data.masks import acs_bounds_batched, acs_mask
 from utils.model.sensitivity import SensitivityModel
-from utils.model.unet import ConvBlock, Unet
+from utils.model.unet import ConvBlock, Unet, reflect_pad_bottom_right
 from utils.model.varnet_block import VarNetBlock
 
 
@@ -78,27 +77,6 @@ def test_norm_unet_is_finite_on_an_all_zero_image():
     assert torch.isfinite(out).all() and torch.isfinite(image.grad).all()
 
 
-@pytest.mark.parametrize(
-    "width, lines, expected",
-    [
-        (16, [0, 4, 6, 7, 8, 9, 12], (6, 10)),  # centre 8: run 6..9
-        (17, [8], (8, 9)),  # odd width, a single centre line
-        (16, list(range(16)), (0, 16)),  # fully sampled
-        (16, [0, 4, 7, 12], (8, 8)),  # centre column missing: no ACS
-    ],
-)
-def test_acs_bounds_find_the_contiguous_run_around_the_centre(width, lines, expected):
-    start, end = acs_bounds_batched(line_mask(width, lines))
-    assert (start.item(), end.item()) == expected
-
-
-def test_acs_detection_is_per_sample():
-    mask = torch.cat([line_mask(20, [0, 9, 10, 11, 16]), line_mask(20, [4, 8, 10, 12])])
-    start, end = acs_bounds_batched(mask)
-    assert start.tolist() == [9, 10] and end.tolist() == [12, 11]
-    assert acs_mask(mask)[:, 0, 0, :, 0].sum(dim=1).tolist() == [3.0, 1.0]
-
-
 def smooth_phantom(coils: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(object support (H, W) bool, true sens maps (C, H, W, 2), coil images (1, C, H, W, 2))."""
     y, x = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
@@ -157,3 +135,29 @@ def test_image_block_with_zero_refinement_and_unit_dc_weight_returns_measured_li
     sampled = mask.bool().expand_as(out)
     torch.testing.assert_close(out[sampled], ref_kspace[sampled], atol=1e-6, rtol=0)
     torch.testing.assert_close(out[~sampled], current[~sampled])
+
+
+@pytest.mark.parametrize("height, width, pad_h, pad_w", [(5, 7, 3, 0), (6, 9, 0, 8), (20, 17, 15, 15)])
+def test_reflect_padding_equals_torch_reflect_pad_in_value_and_gradient(height, width, pad_h, pad_w):
+    x = torch.randn(2, 3, height, width, requires_grad=True)
+    ours = reflect_pad_bottom_right(x, pad_h, pad_w)
+    reference = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    assert torch.equal(ours, reference)
+    weights = torch.randn_like(ours)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), x)
+    torch.testing.assert_close(grad_ours, grad_reference)
+
+
+def test_feature_unet_paddings_differ_only_in_how_they_pad():
+    torch.manual_seed(0)
+    unet = Unet(4, 4, chans=4, num_pools=2, norm_act_output=True, padding="reflect").eval()
+    x = torch.randn(1, 4, 18, 22)
+    with torch.no_grad():
+        reflected = unet(x)
+        unet.padding = "zero_centred"
+        zero = unet(x)
+        aligned = unet(x[..., :16, :20])  # a multiple of 4 needs no padding: both modes agree
+        unet.padding = "reflect"
+        torch.testing.assert_close(unet(x[..., :16, :20]), aligned)
+    assert reflected.shape == zero.shape == x.shape and not torch.allclose(reflected, zero)

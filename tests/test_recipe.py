@@ -146,6 +146,7 @@ def test_recipe_values_are_checked():
         check_config(_compose(["training.train_on_train_and_val=true", "training.select_best_by=train_loss", "scheduler=plateau"]))
 
 
+@pytest.mark.slow
 def test_train_on_train_and_val_reads_both_splits_and_never_validates(tiny_data, tmp_path):
     cfg = _compose(_tiny_overrides(tiny_data, tmp_path, "both", "training.train_on_train_and_val=true", "training.select_best_by=train_loss", "training.epochs=1"))
     train_set, val_set = build_datasets(cfg, tiny_data)
@@ -155,6 +156,7 @@ def test_train_on_train_and_val_reads_both_splits_and_never_validates(tiny_data,
     assert load_checkpoint(tmp_path / "both/checkpoints/best_model.pt")["select_best_by"] == "train_loss"
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path):
     cfg = _compose(_tiny_overrides(
         tiny_data, tmp_path, "stall", "training.epochs=5", "optimizer.lr=1e-9",
@@ -174,6 +176,7 @@ def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path)
         train(resume_differently, progress=False)
 
 
+@pytest.mark.slow
 def test_full_recipe_trains_reconstructs_and_scores_on_generated_data(tiny_data, tmp_path):
     """Augmentation, duplication, GCC, OneCycle per step and accumulation in one CLI run (AMP has its own tests:
     on a CPU without half-precision units autocast is several times slower than float32)."""

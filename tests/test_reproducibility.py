@@ -24,6 +24,8 @@ from utils.errors import UserInputError
 from utils.training.trainer import train
 from tests.test_training import SMALL_MODEL
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -141,7 +143,7 @@ class NaNOnThirdCall(torch.nn.Module):
 def test_non_finite_loss_skips_the_step_and_never_reaches_a_checkpoint(tiny_data, tmp_path, caplog):
     NaNOnThirdCall.calls = 0
     loss = "loss._target_=tests.test_reproducibility.NaNOnThirdCall"
-    state = train(_compose(_overrides(tiny_data, tmp_path, "nan_skip", "~loss.ssim_weight", "~loss.l1_weight", loss, "training.epochs=1")), progress=False)
+    state = train(_compose(_overrides(tiny_data, tmp_path, "nan_skip", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.epochs=1")), progress=False)
     assert state.skipped_steps == 1 and state.global_step == 4 - 1  # 8 slices, accumulation 2
     assert "non-finite loss on" in caplog.text
     weights = _weights(tmp_path / "nan_skip")
@@ -149,7 +151,7 @@ def test_non_finite_loss_skips_the_step_and_never_reaches_a_checkpoint(tiny_data
     assert np.isfinite(np.load(tmp_path / "nan_skip/train_loss_log.npy")).all()
     NaNOnThirdCall.calls = 0
     with pytest.raises(UserInputError, match="training stopped at step 2"):
-        train(_compose(_overrides(tiny_data, tmp_path, "nan_stop", "~loss.ssim_weight", "~loss.l1_weight", loss, "training.nonfinite=stop")), progress=False)
+        train(_compose(_overrides(tiny_data, tmp_path, "nan_stop", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.nonfinite=stop")), progress=False)
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -69,7 +69,23 @@ def test_ssim_loss_is_one_minus_the_leaderboard_score(images):
 def test_l1_counts_only_the_foreground_in_units_of_the_max(images):
     _, target, fg_mask, max_value = images
     shifted = target + 1e-4 * fg_mask + 1.0 * (1 - fg_mask)  # huge errors outside the mask are ignored
-    expected = (1e-4 / max_value).mean().item()
-    assert MaskedL1Loss()(shifted, target, fg_mask, max_value).item() == pytest.approx(expected, rel=1e-4)
-    combined = MaskedSSIML1Loss(ssim_weight=0.0, l1_weight=2.0)(shifted, target, fg_mask, max_value)
-    assert combined.item() == pytest.approx(2 * expected, rel=1e-4)
+    fraction = fg_mask.numpy().mean(axis=(-2, -1))
+    per_slice = 1e-4 / max_value.numpy()
+    # the entry's L1: the masked error averaged over all pixels; the "foreground" option: over the foreground
+    assert MaskedL1Loss()(shifted, target, fg_mask, max_value).item() == pytest.approx((per_slice * fraction).mean(), rel=1e-4)
+    foreground = MaskedL1Loss("foreground")(shifted, target, fg_mask, max_value).item()
+    assert foreground == pytest.approx(per_slice.mean(), rel=1e-4)
+    combined = MaskedSSIML1Loss(ssim_weight=0.0, l1_weight=2.0, l1_normalisation="foreground")(shifted, target, fg_mask, max_value)
+    assert combined.item() == pytest.approx(2 * foreground, rel=1e-4)
+    with pytest.raises(ValueError, match="l1_normalisation"):
+        MaskedL1Loss("pixels")
+
+
+def test_validation_total_is_the_leaderboards_mean_of_the_acceleration_means():
+    from utils.training.validate import _leaderboard_total
+
+    # three acc4 slices and one acc8 slice: the leaderboard weighs acc4 and acc8 equally, not the slices
+    records = [("brain_acc4", 0.9, 0.8, 0.0), ("knee_acc4", 0.8, 0.7, 0.0), ("brain_acc4", 1.0, 0.9, 0.0), ("knee_acc8", 0.5, 0.4, 0.0)]
+    assert _leaderboard_total(records, 1) == pytest.approx((np.mean([0.9, 0.8, 1.0]) + 0.5) / 2)
+    assert _leaderboard_total(records, 2) == pytest.approx((np.mean([0.8, 0.7, 0.9]) + 0.4) / 2)
+    assert _leaderboard_total(records[:3], 1) == pytest.approx(0.9)  # one acceleration: its mean

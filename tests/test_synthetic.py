@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from utils.data.layout import parse_volume_name
-from utils.data.masks import acs_bounds
+from utils.mri.acs import acs_bounds
 from utils.data.synthetic.generate import MANIFEST_NAME, generate, plan_jobs
 from utils.data.synthetic.presets import get_preset
 from utils.errors import UserInputError

@@ -85,6 +85,7 @@ def trained_run(tiny_data, tmp_path_factory):
     return result_root / "tiny"
 
 
+@pytest.mark.slow
 def test_training_writes_the_seed_layout(trained_run):
     for name in ("checkpoints/model.pt", "checkpoints/best_model.pt", "train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy"):
         assert (trained_run / name).is_file(), name
@@ -95,6 +96,7 @@ def test_training_writes_the_seed_layout(trained_run):
     assert not list(trained_run.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_plain_data_and_the_chosen_lr(trained_run):
     checkpoint = torch.load(trained_run / "checkpoints/model.pt", weights_only=True)
     assert checkpoint["format"] == CHECKPOINT_FORMAT and checkpoint["epoch"] == 2
@@ -107,6 +109,7 @@ def test_checkpoint_holds_plain_data_and_the_chosen_lr(trained_run):
     np.testing.assert_allclose(np.load(trained_run / "train_loss_log.npy").tolist(), checkpoint["train_loss_log"])
 
 
+@pytest.mark.slow
 def test_best_model_is_chosen_by_validation_ssim(trained_run):
     best = load_checkpoint(trained_run / "checkpoints/best_model.pt")
     val_ssim = np.load(trained_run / "val_ssim_log.npy")
@@ -114,6 +117,7 @@ def test_best_model_is_chosen_by_validation_ssim(trained_run):
     assert best["epoch"] == best["best_epoch"] + 1 and best["best_metric"] == pytest.approx(val_ssim[:, 1].max())
 
 
+@pytest.mark.slow
 def test_a_second_run_never_overwrites_the_first(trained_run, tiny_data):
     cfg = _compose("demo", [f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={trained_run.parent}", "exp_name=tiny", "logger.mode=disabled", *SMALL_MODEL])
     before = (trained_run / "checkpoints/model.pt").stat().st_mtime_ns
@@ -122,6 +126,7 @@ def test_a_second_run_never_overwrites_the_first(trained_run, tiny_data):
     assert (trained_run / "checkpoints/model.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_reconstruct_and_score_end_to_end(trained_run, tiny_data, tmp_path):
     out = tmp_path / "recon"
     run = _run("reconstruct_from_ckpt.py", "-c", str(trained_run / "checkpoints/best_model.pt"), "-p", str(tiny_data / "leaderboard"), "-g", "-1", "-b", "2", "-o", str(out), "--no-progress")
@@ -140,6 +145,7 @@ def test_reconstruct_and_score_end_to_end(trained_run, tiny_data, tmp_path):
     assert 0.3 < float(score.stdout.splitlines()[0].split(":")[1]) < 1.0
 
 
+@pytest.mark.slow
 def test_reconstruct_uses_the_checkpoint_given_by_c(trained_run, tiny_data, tmp_path):
     checkpoint = load_checkpoint(trained_run / "checkpoints/best_model.pt")
     checkpoint["model"] = {key: torch.zeros_like(value) if key.endswith("dc_weight") else value for key, value in checkpoint["model"].items()}
@@ -155,6 +161,7 @@ def test_reconstruct_uses_the_checkpoint_given_by_c(trained_run, tiny_data, tmp_
     assert not np.allclose(outputs["best"], outputs["altered"])
 
 
+@pytest.mark.slow
 def test_reconstruct_defaults_to_the_checkpoints_run_folder(trained_run, tiny_data):
     run = _run("reconstruct_from_ckpt.py", "-c", str(trained_run / "checkpoints/model.pt"), "-p", str(tiny_data / "leaderboard"), "-g", "-1", "--no-progress")
     assert run.returncode == 0, run.stderr

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.data.masks import acs_bounds
+from utils.mri.acs import acs_bounds
 
 __all__ = ["COMPRESSION_METHODS", "CoilCompressor", "calibration_columns", "scc_matrix", "gcc_matrices", "ifft_readout",
            "fft_readout"]

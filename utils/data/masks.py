@@ -3,16 +3,15 @@
 The challenge masks (SPEC §1) are equispaced lines with an integer spacing equal to the nominal
 acceleration (4 or 8) plus a contiguous block of low-frequency lines at the centre (about 26..39 lines,
 i.e. 8% of W for W = 320..480). The effective acceleration W / sum(mask) is therefore below the nominal one.
-A mask is a (W,) float32 vector of 0 and 1; the k-space centre (DC) is column ``W // 2``. The ACS
-(auto-calibration) lines are the contiguous run of sampled columns containing the centre: the model finds them
-per sample in a batch (:func:`acs_bounds_batched`, :func:`acs_mask`), GRAPPA on one mask (:func:`acs_bounds`).
+A mask is a (W,) float32 vector of 0 and 1; the k-space centre (DC) is column ``W // 2``. Finding the ACS
+(auto-calibration) lines of a mask is MRI maths shared by the model, GRAPPA and coil compression:
+:mod:`utils.mri.acs`.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-__all__ = ["CENTER_FRACTION", "center_block", "equispaced_mask", "acs_bounds", "acs_bounds_batched", "acs_mask"]
+__all__ = ["CENTER_FRACTION", "center_block", "equispaced_mask"]
 
 CENTER_FRACTION = 0.08
 
@@ -47,37 +46,3 @@ def equispaced_mask(
     mask[offset::acceleration] = 1.0
     mask[center_block(width, num_low_frequencies)] = 1.0
     return mask
-
-
-def acs_bounds_batched(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and one-past-last column of the ACS run around ``W // 2``, each ``(B,)`` int64.
-
-    mask: ``(B, 1, 1, W, 1)`` of 0/1. The run is empty (start == end) when the centre column is not sampled.
-    """
-    sampled = mask[:, 0, 0, :, 0] > 0
-    width = sampled.shape[-1]
-    centre = width // 2
-    columns = torch.arange(width, device=mask.device)
-    unsampled = ~sampled
-    last_gap_left = torch.where(unsampled & (columns < centre), columns, -1).amax(dim=-1)
-    first_gap_right = torch.where(unsampled & (columns >= centre), columns, width).amin(dim=-1)
-    has_centre = sampled[:, centre]
-    start = torch.where(has_centre, last_gap_left + 1, centre)
-    end = torch.where(has_centre, first_gap_right, centre)
-    return start, end
-
-
-def acs_mask(mask: torch.Tensor) -> torch.Tensor:
-    """0/1 mask ``(B, 1, 1, W, 1)`` of the ACS lines only, same dtype as ``mask``."""
-    start, end = acs_bounds_batched(mask)
-    columns = torch.arange(mask.shape[-2], device=mask.device)
-    inside = (columns >= start[:, None]) & (columns < end[:, None])
-    return inside.to(mask.dtype)[:, None, None, :, None]
-
-
-def acs_bounds(mask: np.ndarray | torch.Tensor) -> tuple[int, int]:
-    """[start, stop) of the ACS run of one (W,) mask; ValueError if the centre column ``W // 2`` is not sampled."""
-    start, end = acs_bounds_batched(torch.as_tensor(np.asarray(mask, dtype=np.float32)).view(1, 1, 1, -1, 1))
-    if int(start) == int(end):
-        raise ValueError("the centre column of the mask is not sampled, so there are no ACS lines")
-    return int(start), int(end)

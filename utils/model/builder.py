@@ -16,7 +16,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from utils.errors import UserInputError, file_error
 from utils.model.feature_varnet import FeatureVarNet
-from utils.model.lska import LSKA_KERNELS
+from utils.model.lska import LSKA_GATES, LSKA_KERNELS
+from utils.model.unet import PADDINGS
+from utils.mri.acs import ACS_MODES
 
 __all__ = ["MODEL_CONFIG_DIR", "MODEL_TARGETS", "build_model", "load_model_config", "model_config_names"]
 
@@ -55,6 +57,12 @@ def _check_values(cfg: Mapping[str, Any]) -> None:
             raise UserInputError(f"model.{key} must be a positive integer, got {cfg[key]!r}.")
     if "lska_k_size" in cfg and cfg["lska_k_size"] not in LSKA_KERNELS:
         raise UserInputError(f"model.lska_k_size must be one of {sorted(LSKA_KERNELS)}, got {cfg['lska_k_size']!r}.")
+    for key, choices in (("acs_lines", ACS_MODES), ("feature_padding", PADDINGS), ("lska_gate", LSKA_GATES)):
+        if key in cfg and cfg[key] not in choices:
+            raise UserInputError(f"model.{key} must be one of {list(choices)}, got {cfg[key]!r}.")
+    norm_eps = cfg.get("norm_eps", 0.0)
+    if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not 0 <= norm_eps < math.inf:
+        raise UserInputError(f"model.norm_eps must be a number >= 0 (0: the references' statistics), got {norm_eps!r}.")
     factor = cfg.get("kspace_mult_factor", 1.0)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
         raise UserInputError(f"model.kspace_mult_factor must be a positive finite number, got {factor!r}.")

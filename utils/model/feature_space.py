@@ -1,7 +1,8 @@
 """The feature space of Feature-Image VarNet: one shared encoder and decoder between images and features.
 
-The SENSE-combined image of the measured k-space fixes per-sample, per-channel (real, imaginary) statistics;
-the encoder normalises with them before its 5x5 convolution, the decoder undoes them after its own. Every
+The SENSE-combined image of the measured k-space fixes per-sample, per-channel (real, imaginary) statistics
+(mean and biased standard deviation, as the entry's ``NormStats``); the encoder normalises with them before
+its 5x5 convolution, the decoder undoes them after its own. Every
 feature block reuses the same encoder, decoder and statistics, carried in a :class:`FeatureImage`.
 Both convolutions act on 1e6-scaled image values, so they run in float32 under autocast.
 
@@ -90,13 +91,18 @@ def features_to_kspace(decoder: FeatureDecoder, features: torch.Tensor, state: F
 
 
 def encode_input(
-    encoder: FeatureEncoder, masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor
+    encoder: FeatureEncoder,
+    masked_kspace: torch.Tensor,
+    mask: torch.Tensor,
+    sens_maps: torch.Tensor,
+    norm_eps: float = 0.0,
 ) -> FeatureImage:
     """First feature image: statistics and features of the SENSE-combined measured k-space.
 
-    masked_kspace, sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)``.
+    masked_kspace, sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)``; ``norm_eps`` as in
+    :func:`~utils.model.norm_unet.channel_mean_std`.
     """
     image = sens_reduce(masked_kspace, sens_maps)
-    mean, std = channel_mean_std(complex_to_channels(image))
+    mean, std = channel_mean_std(complex_to_channels(image), unbiased=False, eps=norm_eps)
     features = encoder(image, mean, std)
     return FeatureImage(features, sens_maps, masked_kspace, mask.bool(), mean, std)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["LSKA_KERNELS", "bounded_gate", "LSKA", "LSKAAttention", "LSKAConvBlock"]
+__all__ = ["LSKA_KERNELS", "LSKA_GATES", "bounded_gate", "LSKA", "LSKAAttention", "LSKAConvBlock"]
 
 # k_size -> (local kernel, dilated kernel, dilation), from the LSKA paper
 LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
@@ -22,6 +22,8 @@ LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
 }
 
 GATE_CLAMP = 12.0
+# "bounded": x * bounded_gate(attn), the entry's final code; "raw": x * attn, the paper's
+LSKA_GATES = ("bounded", "raw")
 
 
 def bounded_gate(attn: torch.Tensor) -> torch.Tensor:
@@ -41,12 +43,18 @@ def _depthwise(chans: int, length: int, horizontal: bool, dilation: int = 1) -> 
 
 
 class LSKA(nn.Module):
-    """Separable large-kernel gate: ``x * gate(conv1x1(dilated_sep(local_sep(x))))``, shape kept."""
+    """Separable large-kernel gate: ``x * gate(conv1x1(dilated_sep(local_sep(x))))``, shape kept.
 
-    def __init__(self, chans: int, k_size: int = 7):
+    ``gate`` is ``"bounded"`` (:func:`bounded_gate`, the entry) or ``"raw"`` (the attention map itself, the paper).
+    """
+
+    def __init__(self, chans: int, k_size: int = 7, gate: str = "bounded"):
         super().__init__()
         if k_size not in LSKA_KERNELS:
             raise ValueError(f"LSKA k_size must be one of {sorted(LSKA_KERNELS)}, got {k_size}")
+        if gate not in LSKA_GATES:
+            raise ValueError(f"LSKA gate must be one of {LSKA_GATES}, got {gate!r}")
+        self.bounded = gate == "bounded"
         local, dilated, dilation = LSKA_KERNELS[k_size]
         self.attention = nn.Sequential(
             _depthwise(chans, local, horizontal=True),
@@ -58,17 +66,18 @@ class LSKA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``(B, chans, H, W)`` -> ``(B, chans, H, W)``."""
-        return x * bounded_gate(self.attention(x))
+        attention = self.attention(x)
+        return x * (bounded_gate(attention) if self.bounded else attention)
 
 
 class LSKAAttention(nn.Module):
     """Residual attention unit of the LSKA paper: ``x + conv1x1(LSKA(GELU(conv1x1(x))))``."""
 
-    def __init__(self, chans: int, k_size: int = 7):
+    def __init__(self, chans: int, k_size: int = 7, gate: str = "bounded"):
         super().__init__()
         self.proj_in = nn.Conv2d(chans, chans, kernel_size=1)
         self.activation = nn.GELU()
-        self.lska = LSKA(chans, k_size)
+        self.lska = LSKA(chans, k_size, gate)
         self.proj_out = nn.Conv2d(chans, chans, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,12 +92,12 @@ class LSKAConvBlock(nn.Module):
     which is also what brings the [5, 10, 3] network to the entry's 67.6 M parameters.
     """
 
-    def __init__(self, in_chans: int, out_chans: int, k_size: int = 7):
+    def __init__(self, in_chans: int, out_chans: int, k_size: int = 7, gate: str = "bounded"):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(in_chans, out_chans, kernel_size=3, padding=1, bias=False),
             nn.InstanceNorm2d(out_chans),
-            LSKAAttention(out_chans, k_size),
+            LSKAAttention(out_chans, k_size, gate),
             nn.LeakyReLU(negative_slope=0.2, inplace=True),
         )
 

@@ -7,33 +7,42 @@ from torch import nn
 from utils.model.complex_layout import channels_to_complex, complex_to_channels
 from utils.model.unet import Unet
 
-__all__ = ["NORM_EPS", "channel_mean_std", "NormUnet"]
-
-# variance floor of every per-channel normalisation; an all-zero channel (a silent coil, an ACS-only image of
-# an empty mask) otherwise divides by zero, the NaN source fastMRI's NormUnet is known for
-NORM_EPS = 1e-6
+__all__ = ["channel_mean_std", "NormUnet"]
 
 
-def channel_mean_std(x: torch.Tensor, eps: float = NORM_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample, per-channel mean and ``sqrt(var + eps)`` of ``(B, C, H, W)``, each ``(B, C, 1, 1)``.
+def channel_mean_std(x: torch.Tensor, unbiased: bool, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel mean and standard deviation of ``(B, C, H, W)``, each ``(B, C, 1, 1)``.
 
-    The biased variance keeps a 1x1 image finite; normalising per sample (not per batch) lets a batch of
+    With ``eps == 0`` (the references): ``std`` is the plain (unbiased or biased) standard deviation wherever
+    it is > 0, and 1 for a constant channel (a silent coil, the ACS image of an empty mask), where the
+    references divide by zero: equal to them wherever they are finite, and scale-free, so the output does
+    not depend on ``kspace_mult_factor``. With ``eps > 0``: ``sqrt(biased var + eps)``, this repository's
+    earlier choice (model option ``norm_eps``). Normalising per sample (not per batch) lets a batch of
     several slices give the same result as each slice alone.
     """
-    var, mean = torch.var_mean(x, dim=(-2, -1), unbiased=False, keepdim=True)
-    return mean, torch.sqrt(var + eps)
+    if eps > 0:
+        var, mean = torch.var_mean(x, dim=(-2, -1), unbiased=False, keepdim=True)
+        return mean, torch.sqrt(var + eps)
+    var, mean = torch.var_mean(x, dim=(-2, -1), unbiased=unbiased, keepdim=True)
+    return mean, torch.sqrt(torch.where(var > 0, var, 1.0))
 
 
 class NormUnet(nn.Module):
-    """Complex image ``(B, 1, H, W, 2)`` -> normalise -> U-Net -> de-normalise -> ``(B, 1, H, W, 2)``."""
+    """Complex image ``(B, 1, H, W, 2)`` -> normalise -> U-Net -> de-normalise -> ``(B, 1, H, W, 2)``.
 
-    def __init__(self, chans: int, num_pools: int):
+    fastMRI normalises with the unbiased standard deviation and zero-pads about the centre to a multiple of
+    ``2 ** num_pools``; ``norm_eps`` > 0 switches to a biased variance plus that eps (see
+    :func:`channel_mean_std`).
+    """
+
+    def __init__(self, chans: int, num_pools: int, norm_eps: float = 0.0):
         super().__init__()
         self.unet = Unet(in_chans=2, out_chans=2, chans=chans, num_pools=num_pools)
+        self.norm_eps = norm_eps
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image: ``(B, 1, H, W, 2)`` float32 -> ``(B, 1, H, W, 2)`` float32 (the U-Net may run under autocast)."""
         x = complex_to_channels(image)
-        mean, std = channel_mean_std(x)
+        mean, std = channel_mean_std(x, unbiased=True, eps=self.norm_eps)
         x = self.unet((x - mean) / std).float()
         return channels_to_complex(x * std + mean)

@@ -9,9 +9,15 @@ network with different output heads):
 - as the LSKA-UNet of stage 1 (``lska_k_size`` set): the encoder blocks of the two deepest levels and the
   bottleneck become :class:`~utils.model.lska.LSKAConvBlock`.
 
-Down-sampling is 2x2 average pooling, up-sampling a 2x2 transposed convolution. Inputs of any size are
-zero-padded about the centre to a multiple of ``2 ** num_pools`` (at least two of them) and cropped back. Zero padding (not
-reflection, as in ``Unet2d``) works for images smaller than the pad and has a deterministic backward on CUDA.
+Down-sampling is 2x2 average pooling, up-sampling a 2x2 transposed convolution. Inputs of any size are padded
+to a multiple of ``2 ** num_pools`` and cropped back, in one of two ways (``padding``):
+- ``"zero_centred"``: zeros about the centre, fastMRI's NormUnet (which pads outside its U-Net; the result
+  is the same);
+- ``"reflect"``: reflection at the bottom and right, the feature UNet (``Unet2d``) of Feature-Image VarNet
+  and of the 2025 entry; built from ``flip`` and ``cat`` (:func:`reflect_pad_bottom_right`), equal to
+  ``F.pad(..., mode="reflect")``, whose CUDA backward is not deterministic.
+Either way an axis shorter than two multiples is then zero-padded about the centre up to two, so the
+bottleneck keeps 2x2 pixels (InstanceNorm cannot normalise one); the challenge's sizes never need this.
 """
 from __future__ import annotations
 
@@ -21,18 +27,36 @@ from torch import nn
 
 from utils.model.lska import LSKAConvBlock
 
-__all__ = ["ConvBlock", "TransposeConvBlock", "Unet", "pad_to_multiple", "unpad"]
+__all__ = ["PADDINGS", "ConvBlock", "TransposeConvBlock", "Unet", "pad_to_multiple", "reflect_pad_bottom_right", "unpad"]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Zero-pad ``(..., H, W)`` about the centre to multiples of ``multiple``; returns ``(top, left, H, W)``.
+PADDINGS = ("reflect", "zero_centred")
 
-    Each axis becomes at least ``2 * multiple`` long so the bottleneck keeps 2x2 pixels: InstanceNorm
-    cannot normalise a single pixel.
-    """
+
+def reflect_pad_bottom_right(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """``F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")`` for ``pad < size``, with a deterministic backward."""
+    if pad_h:
+        height = x.shape[-2]
+        x = torch.cat([x, x[..., height - 1 - pad_h : height - 1, :].flip(-2)], dim=-2)
+    if pad_w:
+        width = x.shape[-1]
+        x = torch.cat([x, x[..., width - 1 - pad_w : width - 1].flip(-1)], dim=-1)
+    return x
+
+
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, mode: str = "zero_centred"
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad ``(..., H, W)`` to multiples of ``multiple`` (see the module doc); returns ``(top, left, H, W)``."""
+    if mode not in PADDINGS:
+        raise ValueError(f"U-Net padding must be one of {PADDINGS}, got {mode!r}")
     height, width = x.shape[-2:]
-    pad_h = max(-height % multiple, 2 * multiple - height)
-    pad_w = max(-width % multiple, 2 * multiple - width)
+    reflect_h, reflect_w = -height % multiple, -width % multiple
+    if mode == "reflect" and (reflect_h or reflect_w) and reflect_h < height and reflect_w < width:
+        x = reflect_pad_bottom_right(x, reflect_h, reflect_w)
+    padded_h, padded_w = x.shape[-2:]
+    pad_h = max(-padded_h % multiple, 2 * multiple - padded_h)
+    pad_w = max(-padded_w % multiple, 2 * multiple - padded_w)
     top, left = pad_h // 2, pad_w // 2
     if pad_h or pad_w:
         x = F.pad(x, (left, pad_w - left, top, pad_h - top))
@@ -92,14 +116,19 @@ class Unet(nn.Module):
         num_pools: int,
         lska_k_size: int | None = None,
         norm_act_output: bool = False,
+        padding: str = "zero_centred",
+        lska_gate: str = "bounded",
     ):
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"U-Net padding must be one of {PADDINGS}, got {padding!r}")
         self.num_pools = num_pools
+        self.padding = padding
 
         def encoder_block(depth: int, block_in: int, block_out: int) -> nn.Module:
             # LSKA where the receptive field is already large: the two deepest levels and the bottleneck
             if lska_k_size is not None and depth >= num_pools - 2:
-                return LSKAConvBlock(block_in, block_out, lska_k_size)
+                return LSKAConvBlock(block_in, block_out, lska_k_size, lska_gate)
             return ConvBlock(block_in, block_out)
 
         widths = [chans * 2**depth for depth in range(num_pools + 1)]
@@ -121,7 +150,7 @@ class Unet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``(B, in_chans, H, W)``, any H and W -> ``(B, out_chans, H, W)``."""
-        x, box = pad_to_multiple(x, 2**self.num_pools)
+        x, box = pad_to_multiple(x, 2**self.num_pools, self.padding)
         skips = []
         for block in self.down_blocks:
             x = block(x)

@@ -1,8 +1,9 @@
 """Complex arithmetic on the real ``(..., 2)`` layout, root-sum-of-squares and the SENSE coil operators.
 
 The model keeps complex data as real tensors whose last axis holds (real, imaginary). |z|, sqrt and RSS have
-an infinite derivative at exactly zero, and knee k-space has zero-padded outer columns, so every magnitude
-here takes an ``eps`` that the model sets > 0 (the metrics and the simulator use 0).
+an infinite derivative at exactly zero, and knee k-space has zero-padded outer columns (SPEC §6). Every
+magnitude here goes through :func:`safe_sqrt`: the same value as ``torch.sqrt`` everywhere (so the model stays
+equal to fastMRI's, which has no eps), and a gradient of 0 instead of inf/NaN at exact zeros.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from utils.mri.fft import fft2c, ifft2c
 
 __all__ = [
+    "safe_sqrt",
     "complex_mul",
     "complex_conj",
     "complex_abs",
@@ -19,6 +21,13 @@ __all__ = [
     "sens_expand",
     "sens_reduce",
 ]
+
+
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` for ``x >= 0``, with gradient 0 (not inf) where ``x == 0``."""
+    positive = x > 0
+    # sqrt of the safe branch only: torch.where would otherwise send 0 * inf = NaN back through sqrt(0)
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
 
 
 def complex_mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -33,21 +42,21 @@ def complex_conj(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((x[..., 0], -x[..., 1]), dim=-1)
 
 
-def complex_abs(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
-    """Magnitude ``sqrt(re^2 + im^2 + eps)`` of a real-layout tensor ``(..., 2)`` -> ``(...)``."""
-    return torch.sqrt((x**2).sum(dim=-1) + eps)
+def complex_abs(x: torch.Tensor) -> torch.Tensor:
+    """Magnitude ``sqrt(re^2 + im^2)`` of a real-layout tensor ``(..., 2)`` -> ``(...)``."""
+    return safe_sqrt((x**2).sum(dim=-1))
 
 
-def rss(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
+def rss(data: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Root-sum-of-squares over the coil axis ``dim``; real or complex input, real output."""
     power = data.abs() ** 2 if data.is_complex() else data**2
-    return torch.sqrt(power.sum(dim=dim) + eps)
+    return safe_sqrt(power.sum(dim=dim))
 
 
-def rss_complex(data: torch.Tensor, dim: int = 0, eps: float = 0.0) -> torch.Tensor:
+def rss_complex(data: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Root-sum-of-squares of a real-layout complex tensor ``(..., 2)`` over ``dim`` (counted without the last axis)."""
     # the complex axis is summed away first, so ``dim`` (negative ones included) indexes the reduced tensor
-    return torch.sqrt((data**2).sum(dim=-1).sum(dim=dim) + eps)
+    return safe_sqrt((data**2).sum(dim=-1).sum(dim=dim))
 
 
 def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.data.masks import acs_bounds
+from utils.mri.acs import acs_bounds
 
 __all__ = ["grid_offset", "grappa_reconstruct"]
 

@@ -27,9 +27,13 @@ from utils.errors import UserInputError, file_error
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "model_from_checkpoint", "weights_mismatch"]
 
 CHECKPOINT_FORMAT = "fastmri-featurevarnet/1"
+
+# Model options added when the model was made to compute exactly what the references compute. A checkpoint
+# whose model_config predates them was trained with this repository's earlier behaviour, which they name.
+LEGACY_MODEL_OPTIONS = {"acs_lines": "contiguous", "feature_padding": "zero_centred", "norm_eps": 1e-6}
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
@@ -58,6 +62,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("model", "model_config"):
         if key not in checkpoint:
             raise file_error(path, f"checkpoint has no '{key}' entry")
+    if isinstance(checkpoint["model_config"], dict) and "acs_lines" not in checkpoint["model_config"]:
+        checkpoint["model_config"] = {**checkpoint["model_config"], **LEGACY_MODEL_OPTIONS}
     return checkpoint
 
 
@@ -67,7 +73,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Featu
         model = build_model(checkpoint["model_config"])
     except UserInputError as err:  # name the checkpoint, not just the config key
         raise file_error(path, f"stores a model config that cannot be built: {err}") from None
-    mismatch = _weights_mismatch(model.state_dict(), checkpoint["model"])
+    mismatch = weights_mismatch(model.state_dict(), checkpoint["model"])
     if mismatch:
         raise file_error(path, f"weights do not fit the model config stored with them: {mismatch}")
     try:
@@ -78,7 +84,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Featu
     return model
 
 
-def _weights_mismatch(expected: dict[str, torch.Tensor], weights: Any) -> str:
+def weights_mismatch(expected: dict[str, torch.Tensor], weights: Any) -> str:
     """How ``weights`` differ from the built model's state dict, in one phrase ('' if they fit)."""
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         return "'model' is not a state dict of tensors"

@@ -52,6 +52,7 @@ class TrainState:
     val_ssim_log: list[list[float]] = field(default_factory=list)
     step_loss_log: list[list[float]] = field(default_factory=list)  # (global step, mean loss of the step)
     validations_since_best: int = 0  # for early stopping on validation SSIM
+    init_from: dict | None = None  # where the starting weights came from (training.init_from), else None
 
 
 AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}

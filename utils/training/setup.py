@@ -70,6 +70,8 @@ def check_config(cfg: DictConfig) -> None:
         _require(training.select_best_by == "train_loss", "training.select_best_by", "train_loss when training.train_on_train_and_val=true (the validation split is trained on)", training.select_best_by)
         _require(patience == 0, "training.early_stopping_patience", "0 when training.train_on_train_and_val=true (there is no validation)", patience)
         _require("ReduceLROnPlateau" not in str(cfg.scheduler.get("_target_")), "scheduler", "a schedule that needs no validation when training.train_on_train_and_val=true", cfg.scheduler.get("_target_"))
+    init_from = training.get("init_from")
+    _require(init_from is None or (isinstance(init_from, str) and init_from != ""), "training.init_from", "a checkpoint path or null", init_from)
     lr = cfg.optimizer.get("lr")
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
@@ -120,7 +122,7 @@ def build_train_transform(augment_cfg: DictConfig, epochs: int, compressor: Coil
     try:
         schedule = AugmentSchedule(**node["schedule"], total_epochs=epochs)
         image = None if node.get("image") is None else ImageAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["image"].items()})
-        mask = None if node.get("mask") is None else MaskAugment(**{key: tuple(value) for key, value in node["mask"].items()})
+        mask = None if node.get("mask") is None else MaskAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["mask"].items()})
     except (TypeError, ValueError) as err:
         raise UserInputError(f"the augment config cannot be built: {err}") from None
     return TrainingTransform(schedule, image, mask, compressor)

@@ -35,7 +35,7 @@ from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
-from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.checkpoint import load_checkpoint, save_checkpoint, weights_mismatch
 from utils.training.distributed import Distributed, init_distributed
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
@@ -93,6 +93,23 @@ def _same_model_config(saved: dict, current: dict) -> bool:
     return normalise(saved) == normalise(current)
 
 
+def _fresh_state(cfg: DictConfig, model: torch.nn.Module) -> TrainState:
+    """A new run: random weights, or those of ``training.init_from`` (model only; the optimizer starts fresh)."""
+    path = cfg.training.get("init_from")
+    if not path:
+        return TrainState()
+    checkpoint = load_checkpoint(path)
+    mismatch = weights_mismatch(model.state_dict(), checkpoint["model"])
+    if mismatch:
+        raise file_error(path, f"weights do not fit this run's model config (training.init_from): {mismatch}; "
+                               f"its own config is {checkpoint['model_config']}")
+    model.load_state_dict(checkpoint["model"])
+    record = {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+              "origin": checkpoint.get("origin")}
+    log.info("initialised the model from %s (origin: %s); the optimizer starts fresh", path, record["origin"] or "this repository")
+    return TrainState(init_from=record)
+
+
 def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform, dist: Distributed) -> TrainState:
     """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
     last = checkpoint_dir / "model.pt"
@@ -102,10 +119,10 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, s
                 f"{checkpoint_dir.parent}: already holds a run; continue it with training.resume=true, "
                 "pick another exp_name=, or start over with training.overwrite=true"
             )
-        return TrainState()
+        return _fresh_state(cfg, model)
     if not last.exists():
         log.warning("training.resume=true but %s does not exist: starting from scratch", last)
-        return TrainState()
+        return _fresh_state(cfg, model)
     checkpoint = load_checkpoint(last)
     if not _same_model_config(checkpoint["model_config"], OmegaConf.to_container(cfg.model, resolve=True)):
         raise file_error(last, "was trained with another model config; resume with the same model= settings")

@@ -9,7 +9,7 @@ only state: :meth:`set_epoch` is called by the dataset's ``set_epoch`` and the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -18,7 +18,10 @@ from utils.data.augment.schedule import AugmentSchedule
 from utils.data.mask_types import MASK_TYPES, sample_mask
 from utils.data.transforms import Compressor, RawSlice, Sample, to_sample
 
-__all__ = ["ImageAugment", "MaskAugment", "TrainingTransform"]
+__all__ = ["ENTRY_MASK_WEIGHTS", "ImageAugment", "MaskAugment", "TrainingTransform"]
+
+# how often the entry draws each mask type (normalised by their sum)
+ENTRY_MASK_WEIGHTS = {"equispaced": 0.25, "equispaced_fraction": 0.25, "random": 0.25, "magic": 0.125, "magic_fraction": 0.125}
 
 
 @dataclass(frozen=True)
@@ -46,24 +49,30 @@ class ImageAugment:
 class MaskAugment:
     """With the schedule's probability, a mask of a random fastMRI type replaces the acquisition's mask.
 
-    The acceleration is the example's (4 or 8; with duplication every slice comes once at each), the centre
-    fraction uniform in ``center_fraction_range``.
+    The type is drawn with probabilities proportional to ``weights`` (type -> weight; the entry's by
+    default), the acceleration is the example's (4 or 8; with duplication every slice comes once at each),
+    the centre fraction uniform in ``center_fraction_range``.
     """
 
-    types: Sequence[str] = MASK_TYPES
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(ENTRY_MASK_WEIGHTS))
     center_fraction_range: tuple[float, float] = (0.07, 0.10)
 
     def __post_init__(self):
-        unknown = sorted(set(self.types) - set(MASK_TYPES))
-        if unknown or not self.types:
-            raise ValueError(f"mask types must be a non-empty subset of {list(MASK_TYPES)}, got {list(self.types)}")
+        unknown = sorted(set(self.weights) - set(MASK_TYPES))
+        if unknown or not self.weights:
+            raise ValueError(f"mask weights must name a non-empty subset of {list(MASK_TYPES)}, got {list(self.weights)}")
+        values = [float(value) for value in self.weights.values()]
+        if any(not value >= 0 for value in values) or sum(values) <= 0:
+            raise ValueError(f"mask weights must be >= 0 with a positive sum, got {dict(self.weights)}")
         low, high = self.center_fraction_range
         if not 0.0 < low <= high < 1.0:
             raise ValueError(f"center_fraction_range must be 0 < low <= high < 1, got {list(self.center_fraction_range)}")
 
     def draw(self, rng: np.random.Generator, probability: float, raw: RawSlice) -> np.ndarray:
         replace = rng.uniform() < probability
-        kind = self.types[int(rng.integers(0, len(self.types)))]
+        kinds = list(self.weights)
+        probabilities = np.array([float(self.weights[kind]) for kind in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=probabilities / probabilities.sum()))]
         center_fraction = rng.uniform(*self.center_fraction_range)
         if not replace:
             return raw.mask

@@ -1,74 +1,108 @@
-"""Slices per second of the leaderboard scorer against the official script's per-slice loop.
+"""The leaderboard scorer against the official script's per-slice loop, at the official size, in one run.
 
-    python -m benchmarks.eval_speed                      # generates a demo-size synthetic leaderboard
-    python -m benchmarks.eval_speed --data ../Data       # or scores an existing one
+    python -m benchmarks.eval_speed                          # 116 volumes x 16 slices = 1,856 slices
+    python -m benchmarks.eval_speed --volumes 8 --slices 2   # smaller
 
-The "reconstruction" is the zero-filled ``image_input`` (any float32 volume times the same). Both paths
-score the same files; the script also prints the largest per-slice difference between them.
+A leaderboard of ``--volumes`` volumes (half brain, half knee, split over acc4 and acc8) of ``--slices`` slices
+each is written to a temporary folder: targets and ``max`` come from slices of the synthetic ``tiny`` preset
+(repeated), the "reconstructions" are their zero-filled ``image_input``. Both scorers then run twice:
+
+- in this process (scoring only): ``utils.evaluation.leaderboard.score_leaderboard`` against
+  ``utils.evaluation.official_reference.official_folder_ssim`` (the official loop, reopening both files for
+  every slice);
+- as whole processes, start-up and imports included: ``python leaderboard_eval.py`` against
+  ``python -m utils.evaluation.official_reference`` (the same loop behind the official script's three lines).
+
+Each line prints the ratio and the equality check: the largest per-slice difference, and whether the three
+printed lines are identical.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
+from utils.data.layout import leaderboard_filename
 from utils.data.synthetic.generate import generate
 from utils.evaluation.leaderboard import score_leaderboard
 from utils.evaluation.official_reference import official_folder_ssim
 
+REPO = Path(__file__).resolve().parents[1]
 
-def _write_zero_filled(leaderboard: Path, out: Path) -> None:
-    for image_path in sorted(leaderboard.glob("acc*/image/*.h5")):
-        folder = out / image_path.parent.parent.name
-        folder.mkdir(parents=True, exist_ok=True)
-        with h5py.File(image_path, "r") as source, h5py.File(folder / image_path.name, "w") as target:
-            target.create_dataset("reconstruction", data=source["image_input"][()])
+
+def _source_slices(scratch: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray, float]]]:
+    """(target, zero-filled input, max) of every slice of a generated tiny leaderboard, per anatomy."""
+    data = scratch / "source"
+    generate(data, "tiny", workers=1, progress=False, splits=("leaderboard",))
+    slices: dict[str, list] = {"brain": [], "knee": []}
+    for path in sorted(data.glob("leaderboard/acc*/image/*.h5")):
+        with h5py.File(path, "r") as file:
+            for index in range(file["image_label"].shape[0]):
+                slices[path.name.split("_")[0]].append((file["image_label"][index], file["image_input"][index], float(file.attrs["max"])))
+    return slices
+
+
+def build_leaderboard(scratch: Path, volumes: int, slices_per_volume: int) -> tuple[Path, Path]:
+    """``volumes`` files of ``slices_per_volume`` slices under ``scratch/{leaderboard,recon}/acc{4,8}``."""
+    source = _source_slices(scratch)
+    leaderboard, recon = scratch / "leaderboard", scratch / "recon"
+    per_folder = volumes // 2
+    for acceleration in (4, 8):
+        (leaderboard / f"acc{acceleration}/image").mkdir(parents=True)
+        (recon / f"acc{acceleration}").mkdir(parents=True)
+        for index in range(per_folder):
+            anatomy = "brain" if index % 2 == 0 else "knee"
+            pool = source[anatomy]
+            picked = [pool[(index + s) % len(pool)] for s in range(slices_per_volume)]
+            name = leaderboard_filename(anatomy, index // 2 + 1)
+            with h5py.File(leaderboard / f"acc{acceleration}/image/{name}", "w") as file:
+                file.create_dataset("image_label", data=np.stack([p[0] for p in picked]))
+                file.attrs["max"] = max(p[2] for p in picked)
+            with h5py.File(recon / f"acc{acceleration}/{name}", "w") as file:
+                file.create_dataset("reconstruction", data=np.stack([p[1] for p in picked]))
+    return leaderboard, recon
+
+
+def _timed_process(command: list[str]) -> tuple[float, list[str]]:
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, [line for line in result.stdout.splitlines() if line.startswith("Leaderboard SSIM")]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="a Data/ root with leaderboard/ (default: generate one)")
-    parser.add_argument("--preset", default="demo", help="preset generated when --data is not given")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of the vectorised scorer")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--volumes", type=int, default=116, help="files in all (split over acc4/acc8, brain/knee)")
+    parser.add_argument("--slices", type=int, default=16, help="slices per file")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        data = args.data
-        if data is None:
-            data = scratch / "Data"
-            generate(data, args.preset, workers=2, splits=("leaderboard",))
-        leaderboard = data / "leaderboard"
-        recon = scratch / "recon"
-        _write_zero_filled(leaderboard, recon)
+        leaderboard, recon = build_leaderboard(Path(scratch), args.volumes, args.slices)
+        slices = args.volumes // 2 * 2 * args.slices
 
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            result = score_leaderboard(leaderboard, recon, progress=False)
-            times.append(time.perf_counter() - start)
-        vectorised = min(times)
-
+        start = time.perf_counter()
+        result = score_leaderboard(leaderboard, recon, progress=False)
+        ours = time.perf_counter() - start
         start = time.perf_counter()
         official = []
         for acceleration in (4, 8):
-            target_dir = leaderboard / f"acc{acceleration}" / "image"
-            names = [s.fname for s in result.slices if s.acceleration == acceleration and s.slice_idx == 0]
-            official += official_folder_ssim(target_dir, recon / f"acc{acceleration}", names)
-        naive = time.perf_counter() - start
+            names = list(dict.fromkeys(s.fname for s in result.slices if s.acceleration == acceleration))
+            official += official_folder_ssim(leaderboard / f"acc{acceleration}/image", recon / f"acc{acceleration}", names)
+        reference = time.perf_counter() - start
+        difference = np.abs(np.array([s.ssim for s in result.slices]) - np.array(official)).max()
+        print(f"{slices} slices, in process: ours {ours:.2f} s, official loop {reference:.2f} s, "
+              f"ratio {reference / ours:.1f}x, largest per-slice difference {difference:.1e}")
 
-    slices = result.count()
-    ours = np.array([s.ssim for s in result.slices])
-    print(f"slices: {slices}  (torch threads: {torch.get_num_threads()})")
-    print(f"vectorised scorer (per volume, batched SSIM): {slices / vectorised:8.1f} slices/s  ({vectorised:.2f} s, best of {args.repeats})")
-    print(f"official per-slice loop (reopens h5 per slice): {slices / naive:8.1f} slices/s  ({naive:.2f} s)")
-    print(f"speed-up: {naive / vectorised:.1f}x   largest per-slice difference: {np.abs(ours - np.array(official)).max():.2e}")
-    print(f"total SSIM (zero-filled): {result.total:.4f}")
+        ours_process, our_lines = _timed_process([sys.executable, "leaderboard_eval.py", "-lp", str(leaderboard), "-yp", str(recon), "--no-progress"])
+        official_process, official_lines = _timed_process([sys.executable, "-m", "utils.evaluation.official_reference", "-lp", str(leaderboard), "-yp", str(recon)])
+        same = "identical" if our_lines == official_lines else f"DIFFERENT: {our_lines} vs {official_lines}"
+        print(f"{slices} slices, whole processes: ours {ours_process:.2f} s, official {official_process:.2f} s, "
+              f"ratio {official_process / ours_process:.1f}x, printed lines {same}")
+        print("\n".join(our_lines))
 
 
 if __name__ == "__main__":

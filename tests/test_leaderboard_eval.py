@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import write_reconstructions
 from utils.errors import UserInputError
@@ -115,3 +116,24 @@ def test_missing_folders_are_reported(tiny_data, tmp_path):
     assert run.returncode == 2 and "leaderboard target folder not found" in run.stderr
     run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(tmp_path / "none"))
     assert run.returncode == 2 and "reconstruction folder not found" in run.stderr
+
+
+def test_bounding_box_scorer_equals_the_batched_convolution_scorer(tiny_data):
+    """The CPU path computes only windows touching the foreground; the torch path computes every window."""
+    from utils.evaluation.leaderboard import score_volume
+    from utils.metrics.foreground import foreground_mask
+    from utils.metrics.ssim import leaderboard_ssim_map
+
+    with h5py.File(next(tiny_data.glob("leaderboard/acc8/image/knee_*.h5")), "r") as file:
+        target, zero_filled, max_value = file["image_label"][()], file["image_input"][()], float(file.attrs["max"])
+    target = np.concatenate([target, np.zeros_like(target[:1])])  # and a slice with an empty foreground
+    zero_filled = np.concatenate([zero_filled, zero_filled[:1]])
+    official, full = score_volume(zero_filled, target, max_value, "knee", "cpu")
+    maps = leaderboard_ssim_map(torch.from_numpy(zero_filled), torch.from_numpy(target),
+                                torch.from_numpy(foreground_mask(target, "knee")), max_value)
+    np.testing.assert_allclose(official, maps.mean(dim=(-2, -1)).double().numpy(), atol=1e-6, rtol=0)
+    assert official[-1] == 1.0 and np.isnan(full[-1])
+    # the windows left out score exactly 1 in float32 too: two all-zero patches
+    mask = torch.from_numpy(foreground_mask(target, "knee"))
+    outside = torch.nn.functional.max_pool2d(mask[:-1, None], 7, stride=1)[:, 0] == 0
+    assert outside.any() and torch.all(maps[:-1][outside] == 1.0)

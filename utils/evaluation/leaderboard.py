@@ -1,10 +1,16 @@
 """The SNU FastMRI 2025 leaderboard score (SPEC §2), one volume at a time.
 
-For each volume: the target, the reconstruction and ``max`` are read once; the foreground mask of every
-slice comes from :func:`utils.metrics.foreground.foreground_mask` and the SSIM maps of every slice from one
-batched :func:`utils.metrics.ssim.ssim_map` call. A slice scores the mean of its whole 378x378 map (the
-official number) and, beyond the official script, the foreground-only mean (the 2026 ``SSIM_full``).
-Every slice weighs the same; Total = (SSIM acc4 + SSIM acc8) / 2.
+For each volume: the target, the reconstruction and ``max`` are read once and the foreground mask of every
+slice comes from :func:`utils.metrics.foreground.foreground_mask`. A slice scores the mean of its whole
+378x378 SSIM map (the official number) and, beyond the official script, the foreground-only mean (the 2026
+``SSIM_full``). Every slice weighs the same; Total = (SSIM acc4 + SSIM acc8) / 2.
+
+On the CPU a window that lies wholly outside the foreground compares two all-zero patches and scores exactly
+1 (``(C1 * C2) / (C1 * C2)``), so only the windows that touch the mask's bounding box are computed, with
+OpenCV's float64 box filter (:func:`utils.metrics.ssim.box_moments`); the rest count as 1. On CUDA the
+batched :func:`utils.metrics.ssim.ssim_map` scores whole volumes. Both go through the one SSIM formula,
+:func:`utils.metrics.ssim.ssim_from_moments`. Where the time went, and what this gained:
+``docs/performance.md``.
 
 Before anything is scored, the reconstruction folder is checked against the target folder: missing or
 extra files, a missing key and a wrong shape are all listed in one error; NaN or Inf values are listed after
@@ -28,7 +34,7 @@ from utils.data.h5 import open_h5, require_attr, require_dataset
 from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, list_volumes, parse_volume_name
 from utils.errors import UserInputError, file_error
 from utils.metrics.foreground import foreground_mask
-from utils.metrics.ssim import leaderboard_ssim_map, masked_mean
+from utils.metrics.ssim import K1, K2, WIN_SIZE, box_moments, leaderboard_ssim_map, masked_mean, ssim_from_moments
 
 __all__ = [
     "OFFICIAL_FILES_PER_ACCELERATION",
@@ -90,6 +96,25 @@ class LeaderboardResult:
         return (self.mean(acceleration=4) + self.mean(acceleration=8)) / 2
 
 
+def _slice_scores_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> tuple[float, float]:
+    """Official SSIM and SSIM_full of one (H, W) slice, computing only the windows that touch the foreground."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    map_h, map_w = target.shape[0] - WIN_SIZE + 1, target.shape[1] - WIN_SIZE + 1
+    if rows.size == 0:
+        return 1.0, float("nan")  # every window compares two zero patches
+    # windows (top-left corners) that overlap the bounding box [rows[0], rows[-1]] x [cols[0], cols[-1]]
+    top, bottom = max(rows[0] - WIN_SIZE + 1, 0), min(rows[-1], map_h - 1)
+    left, right = max(cols[0] - WIN_SIZE + 1, 0), min(cols[-1], map_w - 1)
+    box = (slice(top, bottom + WIN_SIZE), slice(left, right + WIN_SIZE))
+    # constants rounded to float32 as the official script's float32 tensors round them
+    c1, c2 = (np.float32((k * max_value) ** 2) for k in (K1, K2))
+    ssim = ssim_from_moments(*box_moments(reconstruction[box] * mask[box], target[box] * mask[box]), c1, c2)
+    official = (ssim.sum(dtype=np.float64) + (map_h * map_w - ssim.size)) / (map_h * map_w)
+    border = WIN_SIZE // 2
+    valid = mask[top + border : bottom + 1 + border, left + border : right + 1 + border]
+    return float(official), float((ssim * valid).sum(dtype=np.float64) / valid.sum(dtype=np.float64))
+
+
 def score_volume(
     reconstruction: np.ndarray, target: np.ndarray, max_value: float, anatomy: str, device: str | torch.device = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,13 +124,18 @@ def score_volume(
         reconstruction, target: (S, 384, 384) float32.
         max_value: the volume's ``max`` attribute (data_range).
         anatomy: 'brain' or 'knee' (threshold of the foreground mask).
+        device: 'cpu' (bounding-box box filters) or a CUDA device (batched convolutions).
     Returns:
         two (S,) float64 arrays: ssim and ssim_full (NaN where the foreground is empty).
     """
     mask = foreground_mask(target, anatomy)
+    reconstruction = np.ascontiguousarray(reconstruction, dtype=np.float32)
+    target = np.ascontiguousarray(target, dtype=np.float32)
+    if torch.device(device).type == "cpu":
+        scores = [_slice_scores_cpu(r, t, m, max_value) for r, t, m in zip(reconstruction, target, mask)]
+        return np.array([s[0] for s in scores]), np.array([s[1] for s in scores])
     mask_t = torch.from_numpy(mask).to(device)
-    recon_t = torch.from_numpy(np.ascontiguousarray(reconstruction, dtype=np.float32)).to(device)
-    target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(device)
+    recon_t, target_t = torch.from_numpy(reconstruction).to(device), torch.from_numpy(target).to(device)
     with torch.no_grad():
         maps = leaderboard_ssim_map(recon_t, target_t, mask_t, max_value)
         official = maps.mean(dim=(-2, -1))

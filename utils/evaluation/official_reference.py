@@ -3,10 +3,15 @@
 This is deliberately a second, independent implementation: its own SSIM module and the mask written out
 with OpenCV per slice, reopening both h5 files for every slice exactly as the official script does. The
 tests check that :mod:`utils.evaluation.leaderboard` gives the same numbers, and
-``benchmarks/eval_speed.py`` times it against the vectorised scorer.
+``benchmarks/eval_speed.py`` times it against the vectorised scorer, also as a whole process:
+
+    python -m utils.evaluation.official_reference -lp LEADERBOARD -yp RECONSTRUCTIONS
+
+prints the official script's three lines for every file of ``LEADERBOARD/acc{4,8}/image``.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -74,3 +79,23 @@ def official_folder_ssim(target_dir: Path, recon_dir: Path, names: list[str], ke
                     recon = torch.from_numpy(hf[key][i_slice])
                 scores.append(float(ssim_calculator(recon * mask, target * mask, maximum).cpu().numpy()))
     return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The official per-slice loop, as a whole process (a baseline).")
+    parser.add_argument("-lp", "--path_leaderboard_data", type=Path, required=True)
+    parser.add_argument("-yp", "--path_your_data", type=Path, required=True)
+    args = parser.parse_args()
+    means = {}
+    for acceleration in (4, 8):
+        target_dir = args.path_leaderboard_data / f"acc{acceleration}" / "image"
+        names = sorted(path.name for path in target_dir.glob("*.h5"))
+        scores = official_folder_ssim(target_dir, args.path_your_data / f"acc{acceleration}", names)
+        means[acceleration] = sum(scores) / len(scores)
+    print(f"Leaderboard SSIM : {(means[4] + means[8]) / 2:.4f}")
+    print(f"Leaderboard SSIM (acc4): {means[4]:.4f}")
+    print(f"Leaderboard SSIM (acc8): {means[8]:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -59,11 +59,19 @@ def rss_complex(data: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return safe_sqrt((data**2).sum(dim=-1).sum(dim=dim))
 
 
+def _complex_view(x: torch.Tensor) -> torch.Tensor:
+    """Real layout ``(..., 2)`` -> complex ``(...)`` in float32, sharing memory where ``x`` is float32 contiguous."""
+    return torch.view_as_complex(x.float().contiguous())
+
+
+# The coil operators multiply in complex dtype: one fused pass where the real layout's complex_mul takes four
+# products, two sums and a stack, and the FFT is handed a complex tensor without another copy.
 def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """Coil k-space ``F(S_c x)``: image ``(B, 1, H, W, 2)``, sens_maps ``(B, C, H, W, 2)`` -> ``(B, C, H, W, 2)``."""
-    return fft2c(complex_mul(image, sens_maps))
+    return torch.view_as_real(fft2c(_complex_view(image) * _complex_view(sens_maps)))
 
 
 def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """SENSE combination ``sum_c conj(S_c) F^-1(k_c)``: ``(B, C, H, W, 2)`` -> ``(B, 1, H, W, 2)``."""
-    return complex_mul(ifft2c(kspace), complex_conj(sens_maps)).sum(dim=1, keepdim=True)
+    coil_images = ifft2c(_complex_view(kspace))
+    return torch.view_as_real((coil_images * _complex_view(sens_maps).conj()).sum(dim=1, keepdim=True))

@@ -13,8 +13,6 @@ from utils.mri.fft import fft2c, ifft2c
 
 __all__ = [
     "safe_sqrt",
-    "complex_mul",
-    "complex_conj",
     "complex_abs",
     "rss",
     "rss_complex",
@@ -28,18 +26,6 @@ def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     positive = x > 0
     # sqrt of the safe branch only: torch.where would otherwise send 0 * inf = NaN back through sqrt(0)
     return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
-
-
-def complex_mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Complex product of two real-layout tensors ``(..., 2)`` (broadcasting)."""
-    re = x[..., 0] * y[..., 0] - x[..., 1] * y[..., 1]
-    im = x[..., 0] * y[..., 1] + x[..., 1] * y[..., 0]
-    return torch.stack((re, im), dim=-1)
-
-
-def complex_conj(x: torch.Tensor) -> torch.Tensor:
-    """Complex conjugate of a real-layout tensor ``(..., 2)``."""
-    return torch.stack((x[..., 0], -x[..., 1]), dim=-1)
 
 
 def complex_abs(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +50,7 @@ def _complex_view(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x.float().contiguous())
 
 
-# The coil operators multiply in complex dtype: one fused pass where the real layout's complex_mul takes four
+# The coil operators multiply in complex dtype: one fused pass where a real-layout complex product takes four
 # products, two sums and a stack, and the FFT is handed a complex tensor without another copy.
 def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """Coil k-space ``F(S_c x)``: image ``(B, 1, H, W, 2)``, sens_maps ``(B, C, H, W, 2)`` -> ``(B, C, H, W, 2)``."""

@@ -69,6 +69,8 @@ def test_overrides_reach_the_model():
         ("norm_eps", -1e-6, "-1e-06"),
         ("norm_eps", float("nan"), "nan"),
         ("lska_gate", "sigmoid", "'sigmoid'"),
+        ("sens_coil_chunk", -1, "-1"),
+        ("sens_coil_chunk", 2.0, "2.0"),
         ("unet_channels", 24, "unet_channels"),
         ("_target_", "fastmri.models.VarNet", "fastmri.models.VarNet"),
     ],

@@ -176,6 +176,35 @@ def test_checkpointing_gives_identical_outputs_and_gradients_and_recomputes():
     assert calls["count"] == 2  # no recomputation without grad or in eval
 
 
+@pytest.mark.parametrize("coil_chunk, checkpointing", [(1, False), (4, False), (1, True), (4, True)])
+def test_sensitivity_coil_chunks_change_no_value(coil_chunk, checkpointing):
+    """Chunked (and per-chunk checkpointed) sensitivity U-Nets give the unchunked outputs and gradients.
+
+    In float64, so that the comparison sees the maths and not float32 rounding: in float32 the unchunked model
+    itself moves by ~1e-6 between 1 and 2 CPU threads, and chunked runs differ by as much.
+    """
+    mask = equispaced_mask(22, 4, 4).double()
+    kspace = masked_kspace(2, 3, 20, 22, mask).double()  # 6 coil images: chunks of 4 leave a remainder of 2
+    reference = small_model((1, 1, 1), sens_coil_chunk=0).double()
+    chunked = copy.deepcopy(reference)
+    chunked.sens_net.coil_chunk = coil_chunk
+    chunked.checkpointing = checkpointing
+    batch_sizes = []
+    chunked.sens_net.norm_unet.register_forward_pre_hook(lambda module, inputs: batch_sizes.append(len(inputs[0])))
+    results = []
+    for model in (reference, chunked):
+        model_input = kspace.clone().requires_grad_()
+        out = model(model_input, mask)
+        assert out.dtype == torch.float64
+        (out.square().sum() * 1e8).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+        results.append((out.detach(), model_input.grad, grads))
+    chunks = [coil_chunk] * (6 // coil_chunk) + ([6 % coil_chunk] if 6 % coil_chunk else [])
+    assert sorted(batch_sizes) == sorted(chunks * (2 if checkpointing else 1))  # each chunk recomputed once
+    for value, expected in zip(results[1], results[0]):
+        assert (value - expected).abs().max() <= 1e-12 * expected.abs().max()
+
+
 def test_e2e_cascades_only_build_an_e2e_varnet():
     model = FeatureVarNet((0, 0, 3), sens_chans=2, sens_pools=2, image_chans=4, image_pools=2)
     assert len(model.feature_blocks) == 0 and len(model.image_blocks) == 3

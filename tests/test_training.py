@@ -131,7 +131,9 @@ def test_reconstruct_and_score_end_to_end(trained_run, tiny_data, tmp_path):
     out = tmp_path / "recon"
     run = _run("reconstruct_from_ckpt.py", "-c", str(trained_run / "checkpoints/best_model.pt"), "-p", str(tiny_data / "leaderboard"), "-g", "-1", "-b", "2", "-o", str(out), "--no-progress")
     assert run.returncode == 0, run.stderr
-    assert "within the 3600 s budget: yes" in run.stdout and "ms/slice" in run.stdout
+    assert "within the 3600 s budget: yes" in run.stdout and "load: " in run.stdout
+    # 8 tiny leaderboard slices in batches of 2: 3 batches (6 slices) warm up, the last batch is timed
+    assert "ms/slice over 2 slices after 6 untimed warm-up slices (2026 harness convention, batch 2)" in run.stdout
     for acc in ("acc4", "acc8"):
         targets = sorted(p.name for p in (tiny_data / "leaderboard" / acc / "image").glob("*.h5"))
         assert sorted(p.name for p in (out / acc).glob("*.h5")) == targets

@@ -60,6 +60,9 @@ def _check_values(cfg: Mapping[str, Any]) -> None:
     for key, choices in (("acs_lines", ACS_MODES), ("feature_padding", PADDINGS), ("lska_gate", LSKA_GATES)):
         if key in cfg and cfg[key] not in choices:
             raise UserInputError(f"model.{key} must be one of {list(choices)}, got {cfg[key]!r}.")
+    chunk = cfg.get("sens_coil_chunk", 0)
+    if not (_is_int(chunk) and chunk >= 0):
+        raise UserInputError(f"model.sens_coil_chunk must be an integer >= 0 (0: all coils at once), got {chunk!r}.")
     norm_eps = cfg.get("norm_eps", 0.0)
     if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not 0 <= norm_eps < math.inf:
         raise UserInputError(f"model.norm_eps must be a number >= 0 (0: the references' statistics), got {norm_eps!r}.")

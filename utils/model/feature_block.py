@@ -24,7 +24,7 @@ from utils.model.feature_space import (
     kspace_to_features,
 )
 from utils.model.gate import residual_gate
-from utils.model.precision import float32_region
+from utils.model.precision import at_least_float32, float32_region
 from utils.model.unet import ConvBlock, Unet
 
 __all__ = ["ImageConv", "FeatureBlock"]
@@ -68,9 +68,10 @@ class FeatureBlock(nn.Module):
     def forward(self, state: FeatureImage, encoder: FeatureEncoder, decoder: FeatureDecoder) -> FeatureImage:
         """One refinement of ``state.features`` ``(B, F, H, W)``; the rest of the state passes through."""
         with float32_region(state.features):
-            features = self.input_norm(state.features.float())
+            features = self.input_norm(at_least_float32(state.features))
             dc_term = self.data_consistency(features, state, encoder, decoder)
-        refinement = self.gate(self.feature_unet(features).float())  # the U-Net is the only part autocast may touch
+        # the U-Net is the only part autocast may touch
+        refinement = self.gate(at_least_float32(self.feature_unet(features)))
         new_features = features - dc_term - refinement
         if self.image_conv is not None:
             new_features = self.image_conv(new_features)

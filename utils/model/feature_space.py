@@ -19,7 +19,7 @@ from torch import nn
 from utils.mri.coils import sens_expand, sens_reduce
 from utils.model.complex_layout import channels_to_complex, complex_to_channels
 from utils.model.norm_unet import channel_mean_std
-from utils.model.precision import float32_region
+from utils.model.precision import at_least_float32, float32_region
 
 __all__ = ["FeatureImage", "FeatureEncoder", "FeatureDecoder", "encode_input", "features_to_kspace",
            "init_identity_pair", "kspace_to_features"]
@@ -46,7 +46,7 @@ class FeatureEncoder(nn.Module):
     def forward(self, image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """image ``(B, 1, H, W, 2)``; mean, std ``(B, 2, 1, 1)``."""
         with float32_region(image):
-            return self.conv((complex_to_channels(image.float()) - mean) / std)
+            return self.conv((complex_to_channels(at_least_float32(image)) - mean) / std)
 
 
 class FeatureDecoder(nn.Module):
@@ -59,7 +59,7 @@ class FeatureDecoder(nn.Module):
     def forward(self, features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """features ``(B, F, H, W)``; mean, std ``(B, 2, 1, 1)``."""
         with float32_region(features):
-            return channels_to_complex(self.conv(features.float()) * std + mean)
+            return channels_to_complex(self.conv(at_least_float32(features)) * std + mean)
 
 
 @torch.no_grad()

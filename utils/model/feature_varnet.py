@@ -25,8 +25,10 @@ the feature encoder/decoder start as an identity pair: at step 0 the network ret
 feature stage, whose InstanceNorms renormalise) the data-consistent SENSE reconstruction of the zero-filled
 input, so short trainings start at the zero-filled baseline.
 
-With ``checkpointing`` every block (the sensitivity model, the encoding, each cascade and the decoding) is
-recomputed in the backward pass instead of keeping its activations; it acts only when training with grad.
+With ``checkpointing`` every block (the sensitivity NormUnet, per chunk of ``sens_coil_chunk`` coils, the
+encoding, each cascade and the decoding) is recomputed in the backward pass instead of keeping its activations;
+it acts only when training with grad. ``sens_coil_chunk`` changes no value (each coil is refined on its own),
+only the memory.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ from utils.model.feature_space import (
     init_identity_pair,
 )
 from utils.model.norm_unet import NormUnet
-from utils.model.precision import float32_region
+from utils.model.precision import at_least_float32, float32_region
 from utils.model.sensitivity import SensitivityModel
 from utils.model.unet import Unet
 from utils.model.varnet_block import VarNetBlock
@@ -82,6 +84,7 @@ class FeatureVarNet(nn.Module):
         feature_padding: str = "reflect",
         norm_eps: float = 0.0,
         lska_gate: str = "bounded",
+        sens_coil_chunk: int = 4,
     ):
         super().__init__()
         lska_blocks, plain_blocks, image_blocks = (int(count) for count in cascade_counts)
@@ -91,7 +94,12 @@ class FeatureVarNet(nn.Module):
 
         self.norm_eps = float(norm_eps)
         self.sens_net = SensitivityModel(
-            sens_chans, sens_pools, residual=identity_init, acs_lines=acs_lines, norm_eps=self.norm_eps
+            sens_chans,
+            sens_pools,
+            residual=identity_init,
+            acs_lines=acs_lines,
+            norm_eps=self.norm_eps,
+            coil_chunk=sens_coil_chunk,
         )
         num_feature_blocks = lska_blocks + plain_blocks
         if num_feature_blocks:
@@ -143,8 +151,8 @@ class FeatureVarNet(nn.Module):
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """masked_kspace ``(B, C, H, W, 2)`` float, mask ``(B, 1, 1, W, 1)`` 0/1 -> ``(B, 384, 384)`` float32."""
         with float32_region(masked_kspace):
-            ref_kspace = masked_kspace.float() * self.kspace_mult_factor
-        sens_maps = self._run(self.sens_net, ref_kspace, mask)
+            ref_kspace = at_least_float32(masked_kspace) * self.kspace_mult_factor
+        sens_maps = self.sens_net(ref_kspace, mask, run=self._run)
         sampled = mask.bool()
 
         kspace = ref_kspace

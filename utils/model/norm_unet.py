@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from utils.model.complex_layout import channels_to_complex, complex_to_channels
+from utils.model.precision import at_least_float32
 from utils.model.unet import Unet
 
 __all__ = ["channel_mean_std", "NormUnet"]
@@ -49,5 +50,5 @@ class NormUnet(nn.Module):
             # oneDNN's CPU convolutions are ~2x faster channels-last at 18-36 channels (benchmarks/varnet_step.py);
             # on GPUs channels-first was not measured against it, so it stays there
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.unet(x).float()
+        x = at_least_float32(self.unet(x))
         return channels_to_complex(x * std + mean)

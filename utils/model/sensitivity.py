@@ -5,11 +5,18 @@ as fastMRI does (``acs_lines="symmetric"``, see :mod:`utils.mri.acs`). Only thos
 images are low-resolution and alias-free; a NormUnet refines each coil image separately (coils are folded into
 the batch, so any number of coils works) and the maps are divided by their root-sum-of-squares.
 
+``coil_chunk`` coils go through the NormUnet at a time (0: all at once). Every coil image is normalised and
+refined on its own, so chunking changes no value, only the peak memory: under activation checkpointing each
+chunk is its own checkpoint (``run``), and backward then holds the U-Net activations of one chunk instead of all
+coils' (at 16 coils x 768 x 396 the sensitivity U-Net's activations are about 4 GiB; benchmarks/model_step.py).
+
 With ``residual`` the NormUnet's output is a gated correction added to the ACS coil images (see
 :mod:`utils.model.gate`): at initialisation the maps are the ACS images divided by their RSS, the classic
 low-resolution estimate, instead of the RSS-normalised output of a random network.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
@@ -27,24 +34,40 @@ class SensitivityModel(nn.Module):
     """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> sensitivity maps ``(B, C, H, W, 2)``."""
 
     def __init__(
-        self, chans: int, num_pools: int, residual: bool = False, acs_lines: str = "symmetric", norm_eps: float = 0.0
+        self,
+        chans: int,
+        num_pools: int,
+        residual: bool = False,
+        acs_lines: str = "symmetric",
+        norm_eps: float = 0.0,
+        coil_chunk: int = 0,
     ):
         super().__init__()
         if acs_lines not in ACS_MODES:
             raise ValueError(f"acs_lines must be one of {ACS_MODES}, got {acs_lines!r}")
+        if coil_chunk < 0:
+            raise ValueError(f"coil_chunk must be >= 0 (0: all coils at once), got {coil_chunk!r}")
+        self.coil_chunk = coil_chunk
         self.norm_unet = NormUnet(chans, num_pools, norm_eps)
         self.acs_lines = acs_lines
         self.residual = residual
         self.gate = residual_gate(residual)
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Maps with ``sum_c |S_c|^2 = 1`` wherever they are not all zero (where they are, they stay 0)."""
+    def refine(self, coil_images: torch.Tensor) -> torch.Tensor:
+        """ACS coil images ``(N, 1, H, W, 2)``, one per coil -> unnormalised maps ``(N, 1, H, W, 2)``."""
+        refined = self.gate(self.norm_unet(coil_images))
+        return coil_images + refined if self.residual else refined
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, run: Callable | None = None) -> torch.Tensor:
+        """Maps with ``sum_c |S_c|^2 = 1`` wherever they are not all zero (where they are, they stay 0).
+
+        ``run(function, *args)`` calls the NormUnet on each chunk (the network passes its checkpointing runner).
+        """
         batch, coils, height, width, _ = masked_kspace.shape
         coil_images = ifft2c(masked_kspace * acs_mask(mask, self.acs_lines))
         coil_images = coil_images.reshape(batch * coils, 1, height, width, 2)
-        refined = self.gate(self.norm_unet(coil_images))
-        if self.residual:
-            refined = coil_images + refined
-        sens_maps = refined.reshape(batch, coils, height, width, 2)
+        chunks = coil_images.split(self.coil_chunk) if self.coil_chunk else (coil_images,)
+        refined = [run(self.refine, chunk) if run else self.refine(chunk) for chunk in chunks]
+        sens_maps = (refined[0] if len(refined) == 1 else torch.cat(refined)).reshape(batch, coils, height, width, 2)
         norm = rss_complex(sens_maps, dim=1)[:, None, :, :, None]
         return sens_maps / torch.where(norm > 0, norm, 1.0)

@@ -46,8 +46,8 @@ def rss_complex(data: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def _complex_view(x: torch.Tensor) -> torch.Tensor:
-    """Real layout ``(..., 2)`` -> complex ``(...)`` in float32, sharing memory where ``x`` is float32 contiguous."""
-    return torch.view_as_complex(x.float().contiguous())
+    """Real layout ``(..., 2)`` -> complex ``(...)`` in float32 (float64 stays), sharing memory where ``x`` is contiguous."""
+    return torch.view_as_complex(x.to(torch.promote_types(x.dtype, torch.float32)).contiguous())
 
 
 # The coil operators multiply in complex dtype: one fused pass where a real-layout complex product takes four

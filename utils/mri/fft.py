@@ -33,7 +33,7 @@ def _apply(transform, data: torch.Tensor) -> torch.Tensor:
         return _centred(transform, data)
     if data.shape[-1] != 2:
         raise ValueError(f"expected a complex tensor or a real tensor with a last axis of 2, got {tuple(data.shape)}")
-    complex_data = torch.view_as_complex(data.float().contiguous())
+    complex_data = torch.view_as_complex(data.to(torch.promote_types(data.dtype, torch.float32)).contiguous())
     return torch.view_as_real(_centred(transform, complex_data))
 
 

@@ -1,0 +1,57 @@
+"""A checkpoint ready to reconstruct: its network and the input transform it was trained with.
+
+Both inference paths load checkpoints through :func:`load_reconstructor`: ``reconstruct_from_ckpt.py`` (whole
+folders, batched, sharded under torchrun) and the 2026 harness contract (``utils/learning/test_part.py``, one
+slice at a time). The transform is the one validation used in training: the file's mask, then the run's coil
+compression (``compressor`` in the checkpoint's config), so a slice gets the same input wherever it is
+reconstructed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from utils.data.transforms import ApplyFileMask, RawSlice, Sample
+from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.training.setup import build_compressor
+
+__all__ = ["Reconstructor", "load_reconstructor"]
+
+
+class Reconstructor(nn.Module):
+    """``network`` plus ``transform`` (a :class:`RawSlice` -> model-ready :class:`Sample`) and where it came from.
+
+    Calling it is calling the network: masked k-space ``(B, C, H, W, 2)``, mask ``(B, 1, 1, W, 1)`` ->
+    ``(B, 384, 384)``.
+    """
+
+    def __init__(self, network: nn.Module, transform: ApplyFileMask, checkpoint_path: Path, epoch: Any):
+        super().__init__()
+        self.network = network
+        self.transform = transform
+        self.checkpoint_path = checkpoint_path
+        self.epoch = epoch
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.network(masked_kspace, mask)
+
+    def sample(self, raw: RawSlice) -> Sample:
+        """The model-ready input of one stored slice."""
+        return self.transform(raw)
+
+
+def load_reconstructor(path: str | Path, device: torch.device) -> Reconstructor:
+    """Load a checkpoint of this repository (or an imported one) onto ``device``, in eval mode.
+
+    Errors a user can cause (missing file, foreign checkpoint, unbuildable config) are one-line
+    UserInputErrors naming the file.
+    """
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    compressor = build_compressor((checkpoint.get("config") or {}).get("compressor"))  # as in training
+    network = model_from_checkpoint(checkpoint, path)
+    reconstructor = Reconstructor(network, ApplyFileMask(compressor), path, checkpoint.get("epoch"))
+    return reconstructor.to(device).eval()

@@ -1,0 +1,76 @@
+"""The 2026 harness contract: what the organisers' fixed ``recon_eval.py`` imports to reconstruct with our model.
+
+The harness loads the model once (``load_model``), then for every leaderboard volume calls ``prep_volume``
+(untimed: read the file onto the host) and ``recon_slice`` for each slice at batch 1, timing each call after 5
+untimed warm-up slices, and scores SSIM_full and SSIM_bbox. ``INPUT_KIND = "kspace"``: it hands
+``prep_volume`` the k-space file (the image file too, which this model does not read).
+
+``load_model(args, device)`` reads ``args.exp_dir / "best_model.pt"`` (the harness sets ``exp_dir`` to
+``../result/<name>/checkpoints``, this repository's layout), any checkpoint of this repository or imported
+into it. Each slice gets exactly the input ``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's
+coil compression; :mod:`utils.inference.reconstructor`), so both paths produce the same reconstructions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.data.h5 import open_h5, read_kspace_info
+from utils.data.layout import parse_volume_name
+from utils.data.transforms import RawSlice
+from utils.errors import file_error
+from utils.inference.reconstructor import Reconstructor, load_reconstructor
+
+__all__ = ["INPUT_KIND", "load_model", "prep_volume", "recon_slice"]
+
+INPUT_KIND = "kspace"
+CHECKPOINT_NAME = "best_model.pt"
+
+
+def load_model(args: Any, device: torch.device | str) -> Reconstructor:
+    """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode."""
+    return load_reconstructor(Path(args.exp_dir) / CHECKPOINT_NAME, torch.device(device))
+
+
+def prep_volume(image_path: str | Path | None, kspace_path: str | Path, device: torch.device | str) -> dict[str, Any]:
+    """One volume's k-space ``(S, C, H, W)`` complex64 and mask ``(W,)`` on the host, checked; no model work."""
+    kspace_path = Path(kspace_path)
+    info = read_kspace_info(kspace_path)  # keys, dtype, mask length: one-line errors naming the file
+    with open_h5(kspace_path) as handle:
+        kspace = handle["kspace"][()]
+        mask = handle["mask"][()].astype(np.float32)
+    if not np.isfinite(kspace).all():
+        raise file_error(kspace_path, "'kspace' holds NaN or Inf values")
+    name = parse_volume_name(kspace_path)
+    return {
+        "kspace": kspace,
+        "mask": mask,
+        "device": torch.device(device),
+        "num_slices": info.num_slices,
+        "fname": kspace_path.name,
+        "anatomy": name.anatomy,
+        "acceleration": name.acceleration,
+    }
+
+
+@torch.inference_mode()
+def recon_slice(model: Reconstructor, ctx: dict[str, Any], s: int) -> torch.Tensor:
+    """Slice ``s`` of the volume in ``ctx`` -> its ``(384, 384)`` float32 reconstruction on ``ctx["device"]``."""
+    raw = RawSlice(
+        kspace=ctx["kspace"][s],
+        mask=ctx["mask"],
+        target=None,
+        max_value=float("nan"),
+        fname=ctx["fname"],
+        slice_idx=s,
+        anatomy=ctx["anatomy"],
+        acceleration=ctx["acceleration"],
+    )
+    sample = model.sample(raw)
+    device = ctx["device"]
+    masked_kspace = sample.masked_kspace.unsqueeze(0).to(device)
+    mask = sample.mask.unsqueeze(0).to(device)
+    return model(masked_kspace, mask)[0]

@@ -27,7 +27,7 @@ LOGS = (
 )
 
 
-def _load_log(run: Path, name: str) -> np.ndarray | None:
+def load_log(run: Path, name: str) -> np.ndarray | None:
     path = run / name
     if not path.is_file():
         return None
@@ -81,7 +81,7 @@ def main(argv: Sequence[str]) -> int:
             raise UserInputError(f"{run}: run folder not found")
     identical, compared = True, 0
     for name, unit in LOGS:
-        a, b = _load_log(args.run_a, name), _load_log(args.run_b, name)
+        a, b = load_log(args.run_a, name), load_log(args.run_b, name)
         if a is None or b is None:
             continue
         same, report = compare_logs(a, b, unit, args.atol)

@@ -1,32 +1,40 @@
-"""Write a whole synthetic dataset in the challenge layout (SPEC §1).
+"""Write a whole synthetic dataset in the challenge layout (SPEC §1), or as public fastMRI files.
 
 Jobs are independent files, each seeded by (seed, split, anatomy, acceleration, index), so the output is the
 same for any number of worker processes. Every file is written to a temporary file and renamed, and a volume
-whose two files both exist is skipped, so an interrupted run resumes where it stopped. A manifest records the
-preset and seed: asking for a different one in a non-empty folder is refused unless ``overwrite``.
+whose files all exist is skipped, so an interrupted run resumes where it stopped. A manifest records the
+preset and seed: asking for a different one in a non-empty folder is refused unless ``overwrite``, and a
+folder of .h5 files the generator did not write is never touched (:mod:`utils.data.output_folder`).
+``file_format="fastmri"`` writes fastMRI multicoil files instead (:mod:`utils.data.synthetic.fastmri_format`),
+the input of ``python -m utils.data.convert_fastmri``.
 """
 from __future__ import annotations
 
-import json
-import multiprocessing
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, volume_filename
+from utils.data.output_folder import claim_folder, remove_temporaries, remove_unplanned, run_jobs
+from utils.data.synthetic.fastmri_format import (
+    RECONSTRUCTION_SHAPE,
+    FastmriJob,
+    fastmri_recipe,
+    plan_fastmri_jobs,
+    write_fastmri_volume,
+)
 from utils.data.synthetic.presets import Preset, get_preset
 from utils.data.synthetic.simulate import VolumeRecipe, draw_recipe, write_volume
 from utils.errors import UserInputError
 
-__all__ = ["DEFAULT_SEED", "MANIFEST_NAME", "Job", "plan_jobs", "estimate_bytes", "generate"]
+__all__ = ["DEFAULT_SEED", "MANIFEST_NAME", "FORMATS", "Job", "plan_jobs", "estimate_bytes", "generate"]
 
 DEFAULT_SEED = 430
 MANIFEST_NAME = ".synthetic.json"
+FORMATS = ("challenge", "fastmri")
 _SPLIT_CODES = {"train": 0, "val": 1, "leaderboard": 2}
 _ANATOMY_CODES = {"brain": 0, "knee": 1}
 
@@ -49,6 +57,10 @@ class Job:
     def recipe(self, seed: int, preset: Preset) -> tuple[np.random.Generator, VolumeRecipe]:
         rng = self.rng(seed)
         return rng, draw_recipe(rng, preset, self.anatomy, self.acceleration, self.split == "leaderboard")
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        return (self.kspace_path, self.image_path)
 
     @property
     def done(self) -> bool:
@@ -84,45 +96,27 @@ def _check_seed(seed: int) -> None:
         raise UserInputError(f"--seed {seed}: the seed must be a non-negative integer")
 
 
-def estimate_bytes(preset: Preset, seed: int = DEFAULT_SEED) -> tuple[int, int]:
-    """(k-space bytes, image bytes) the preset writes, from the drawn recipes (exact up to h5 overhead)."""
+def estimate_bytes(preset: Preset, seed: int = DEFAULT_SEED, file_format: str = "challenge") -> tuple[int, int]:
+    """(k-space bytes, image bytes) the preset writes, from the drawn recipes (exact up to h5 overhead).
+
+    For ``file_format="fastmri"`` the image bytes are those of ``reconstruction_rss``.
+    """
     _check_seed(seed)
+    if file_format == "fastmri":
+        recipes = [fastmri_recipe(seed, preset, job.anatomy, job.index) for job in plan_fastmri_jobs(Path("."), preset, seed)]
+        return sum(r.kspace_bytes for r in recipes), sum(r.num_slices * math.prod(RECONSTRUCTION_SHAPE) * 4 for r in recipes)
     recipes = [job.recipe(seed, preset)[1] for job in plan_jobs(Path("."), preset)]
     return sum(r.kspace_bytes for r in recipes), sum(r.image_bytes for r in recipes)
 
 
-def _run_job(args: tuple[Job, int, Preset]) -> str:
+def _write_challenge_volume(args: tuple[Job, int, Preset]) -> None:
     job, seed, preset = args
-    # One thread per process: identical numbers for any worker count, and no threaded-BLAS stalls
-    # (OpenBLAS's threaded path ran GRAPPA's small least-squares fits ~70x slower on a busy 2-core machine).
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        rng, recipe = job.recipe(seed, preset)
-        write_volume(rng, recipe, job.kspace_path, job.image_path)
-    return job.kspace_path.name
+    rng, recipe = job.recipe(seed, preset)
+    write_volume(rng, recipe, job.kspace_path, job.image_path)
 
 
-def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> None:
-    path = out / MANIFEST_NAME
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            existing = {}
-        if existing != manifest and not overwrite:
-            raise UserInputError(
-                f"{out}: already holds synthetic data made with {existing}; pass --overwrite to replace it with {manifest}"
-            )
-    elif any(out.glob("*/**/*.h5")):  # the real challenge data has the same names: never overwrite it
-        raise UserInputError(f"{out}: already holds .h5 files that this generator did not write; choose another --out")
-
-
-def _remove_unplanned(out: Path, planned: list[Job]) -> None:
-    """On --overwrite, drop volumes of the previous preset that this one does not write (no mixed datasets)."""
-    keep = {job.kspace_path for job in planned} | {job.image_path for job in planned}
-    for path in out.glob("*/**/*.h5"):
-        if path not in keep:
-            path.unlink()
+def _write_fastmri_volume(args: tuple[FastmriJob, int, Preset]) -> None:
+    write_fastmri_volume(*args)
 
 
 def generate(
@@ -133,41 +127,41 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
     splits: tuple[str, ...] = ("train", "val", "leaderboard"),
-) -> list[Job]:
-    """Write (or complete) the ``splits`` of preset ``preset_name`` under ``out``; returns the jobs written."""
+    file_format: str = "challenge",
+) -> list[Job] | list[FastmriJob]:
+    """Write (or complete) the ``splits`` of preset ``preset_name`` under ``out``; returns the jobs written.
+
+    ``file_format="fastmri"`` writes the preset's volumes as public fastMRI multicoil files instead, all in
+    ``out`` (``splits`` does not apply): :mod:`utils.data.synthetic.fastmri_format`.
+    """
     out = Path(out)
     try:
         preset = get_preset(preset_name)
     except ValueError as err:
         raise UserInputError(str(err)) from None
+    if file_format not in FORMATS:
+        raise UserInputError(f"--format {file_format}: choose one of {', '.join(FORMATS)}")
     _check_seed(seed)
     manifest = {"preset": preset.name, "seed": seed}
-    _check_manifest(out, manifest, overwrite)
-    planned = plan_jobs(out, preset)
+    if file_format == "fastmri":
+        manifest["format"] = file_format  # challenge-layout manifests stay as they were: old folders still resume
+        planned, write = plan_fastmri_jobs(out, preset, seed), _write_fastmri_volume
+        jobs = planned
+    else:
+        planned, write = plan_jobs(out, preset), _write_challenge_volume
+        jobs = [job for job in planned if job.split in splits]
+    claim_folder(out, MANIFEST_NAME, manifest, overwrite, "synthetic generator")
+    planned_paths = [path for job in planned for path in job.paths]
     if overwrite:
-        _remove_unplanned(out, planned)
-    jobs = [job for job in planned if job.split in splits]
+        remove_unplanned(out, planned_paths)
+    remove_temporaries(planned_paths)
     todo = [job for job in jobs if overwrite or not job.done]
     try:
-        for folder in {job.kspace_path.parent for job in jobs} | {job.image_path.parent for job in jobs}:
+        for folder in {path.parent for job in jobs for path in job.paths}:
             folder.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST_NAME).write_text(json.dumps(manifest) + "\n")
     except OSError as err:
         raise UserInputError(f"{out}: cannot create the data folders ({err.strerror})") from None
     bar = tqdm(total=len(todo), desc=f"synthetic {preset.name}", unit="volume", disable=not progress)
-    arguments = [(job, seed, preset) for job in todo]
-    if workers <= 1:
-        threads = torch.get_num_threads()
-        try:
-            for argument in arguments:
-                _run_job(argument)
-                bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        context = multiprocessing.get_context("spawn")  # fork after torch has run threads is unsafe
-        with context.Pool(min(workers, os.cpu_count() or 1)) as pool:
-            for _ in pool.imap_unordered(_run_job, arguments):
-                bar.update()
+    run_jobs(write, [(job, seed, preset) for job in todo], workers, bar)
     bar.close()
     return todo

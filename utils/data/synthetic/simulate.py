@@ -7,7 +7,9 @@ For every slice (SPEC §1):
     image_input  = crop384(RSS(ifft2c(kspace * mask)))    the aliased zero-filled input
     image_grappa = crop384(RSS(ifft2c(GRAPPA(kspace * mask))))
 Train/val files store the full k-space; leaderboard files store ``kspace * mask``. Attributes: ``max`` (the
-volume maximum of image_label, the SSIM data_range) and ``norm`` (its Euclidean norm, as in fastMRI).
+volume maximum of image_label, the SSIM data_range) and ``norm`` (its Euclidean norm, as in fastMRI). The
+images and files are made by :mod:`utils.data.challenge_writer`, shared with the fastMRI converter;
+:func:`simulate_slices` alone also feeds the fastMRI-format files (:mod:`utils.data.synthetic.fastmri_format`).
 
 All randomness comes from one ``np.random.Generator`` per volume, drawn in a fixed order, so a volume
 depends only on (seed, split, anatomy, acceleration, index) and not on how many processes generate it.
@@ -17,23 +19,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-import h5py
 import numpy as np
 import torch
 
-from utils.atomic import atomic_path
+from utils.data.challenge_writer import write_volume_files
 from utils.data.masks import equispaced_mask
 from utils.data.synthetic.brain import BRAIN_CONTRASTS, render_brain_volume
 from utils.data.synthetic.coils import birdcage_sensitivities, correlated_noise, noise_covariance, smooth_phase
 from utils.data.synthetic.knee import KNEE_CONTRASTS, render_knee_volume
 from utils.data.synthetic.presets import Preset
-from utils.mri.coils import rss
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
-from utils.mri.fft import fft2c, ifft2c
-from utils.mri.grappa import grappa_reconstruct
+from utils.mri.fft import fft2c
 
-__all__ = ["VolumeRecipe", "draw_recipe", "write_volume"]
+__all__ = ["VolumeRecipe", "draw_recipe", "simulate_slices", "write_volume"]
 
 _RENDERERS = {"brain": (render_brain_volume, BRAIN_CONTRASTS), "knee": (render_knee_volume, KNEE_CONTRASTS)}
 
@@ -96,21 +96,11 @@ def _coil_maps(rng: np.random.Generator, recipe: VolumeRecipe) -> np.ndarray:
     )
 
 
-def _rss_crop(kspace: np.ndarray) -> np.ndarray:
-    """crop384(RSS(ifft2c(kspace))): (C, H, W) complex64 -> (384, 384) float32."""
-    image = rss(ifft2c(torch.from_numpy(kspace)), dim=0)
-    return center_crop_or_pad(image, CHALLENGE_SHAPE).numpy()
+def simulate_slices(rng: np.random.Generator, recipe: VolumeRecipe) -> Iterator[np.ndarray]:
+    """The volume of ``recipe``, one fully sampled (C, H, W) complex64 k-space slice after another.
 
-
-def _write_h5(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, float]) -> None:
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
-        for key, value in arrays.items():
-            handle.create_dataset(key, data=value)
-        handle.attrs.update(attrs)
-
-
-def write_volume(rng: np.random.Generator, recipe: VolumeRecipe, kspace_path: Path, image_path: Path) -> None:
-    """Simulate the volume of ``recipe`` and write its k-space and image files (each atomically)."""
+    Lazily: the random draws of slice ``i`` happen when slice ``i`` is asked for, always in the same order.
+    """
     render, _ = _RENDERERS[recipe.anatomy]
     grid = (recipe.height, recipe.width)
     anatomy = render(rng, recipe.num_slices, grid, recipe.pixel_mm, recipe.contrast)
@@ -121,23 +111,17 @@ def write_volume(rng: np.random.Generator, recipe: VolumeRecipe, kspace_path: Pa
     clean_peak = center_crop_or_pad(anatomy * np.sqrt((np.abs(sens_maps) ** 2).sum(0)), CHALLENGE_SHAPE).max()
     scale = recipe.target_max / clean_peak
     sigma = recipe.noise_level * recipe.target_max / math.sqrt(recipe.num_coils)
-    mask = equispaced_mask(recipe.width, recipe.acceleration, offset=recipe.mask_offset)
-
-    shape = (recipe.num_slices, recipe.num_coils, *grid)
-    stored_kspace = np.empty(shape, dtype=np.complex64)
-    images = {key: np.empty((recipe.num_slices, *CHALLENGE_SHAPE), np.float32) for key in ("image_label", "image_input", "image_grappa")}
     for index in range(recipe.num_slices):
         phase = smooth_phase(rng, grid)
         coil_images = (scale * anatomy[index] * np.exp(1j * phase))[None] * sens_maps
         kspace = fft2c(torch.from_numpy(coil_images.astype(np.complex64))).numpy()
-        kspace = (kspace + correlated_noise(rng, grid, covariance, sigma)).astype(np.complex64)
-        undersampled = kspace * mask
-        images["image_label"][index] = _rss_crop(kspace)
-        images["image_input"][index] = _rss_crop(undersampled)
-        images["image_grappa"][index] = _rss_crop(grappa_reconstruct(undersampled, mask, recipe.acceleration))
-        stored_kspace[index] = undersampled if recipe.leaderboard else kspace
+        yield (kspace + correlated_noise(rng, grid, covariance, sigma)).astype(np.complex64)
 
-    label = images["image_label"]
-    attrs = {"max": float(label.max()), "norm": float(np.linalg.norm(label))}
-    _write_h5(kspace_path, {"kspace": stored_kspace, "mask": mask}, {})
-    _write_h5(image_path, images, attrs)
+
+def write_volume(rng: np.random.Generator, recipe: VolumeRecipe, kspace_path: Path, image_path: Path) -> None:
+    """Simulate the volume of ``recipe`` and write its k-space and image files (each atomically)."""
+    mask = equispaced_mask(recipe.width, recipe.acceleration, offset=recipe.mask_offset)
+    shape = (recipe.num_slices, recipe.num_coils, recipe.height, recipe.width)
+    write_volume_files(
+        kspace_path, image_path, simulate_slices(rng, recipe), shape, mask, recipe.acceleration, recipe.leaderboard
+    )

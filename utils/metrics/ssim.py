@@ -5,7 +5,7 @@ convolution (no padding, so a 384x384 image gives a 378x378 map) and ``data_rang
 attribute. This equals scikit-image's ``structural_similarity(..., win_size=7, gaussian_weights=False,
 use_sample_covariance=True, data_range=max)``, whose mean is also taken over the valid region only.
 
-The formula lives once, in :func:`ssim_from_moments`, which takes the five local moments (window means of
+The formula lives once, in :func:`ssim_from_moments` (:mod:`utils.metrics.ssim_moments`, torch-free), which takes the five local moments (window means of
 x, y, x^2, y^2, xy) as torch tensors or numpy arrays. Two ways compute those moments:
 
 - :func:`ssim_map`: torch, a valid 7x7 convolution; differentiable, batched and dtype-preserving: the loss
@@ -18,16 +18,12 @@ float64 maximum multiplied into float32 tensors).
 """
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["WIN_SIZE", "ssim_from_moments", "box_moments", "ssim_map", "ssim", "masked_mean", "leaderboard_ssim_map"]
+from utils.metrics.ssim_moments import K1, K2, WIN_SIZE, box_moments, ssim_from_moments
 
-WIN_SIZE = 7
-K1 = 0.01
-K2 = 0.03
+__all__ = ["WIN_SIZE", "ssim_from_moments", "box_moments", "ssim_map", "ssim", "masked_mean", "leaderboard_ssim_map"]
 
 
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
@@ -49,38 +45,6 @@ def _constants(data_range: torch.Tensor | float, batch: int, like: torch.Tensor)
     c1 = ((K1 * data_range) ** 2).to(like.dtype).view(batch, 1, 1, 1)
     c2 = ((K2 * data_range) ** 2).to(like.dtype).view(batch, 1, 1, 1)
     return c1, c2
-
-
-def ssim_from_moments(ux, uy, uxx, uyy, uxy, c1, c2, win_size: int = WIN_SIZE):
-    """Per-pixel SSIM from the window means of x, y, x^2, y^2 and xy (torch tensors or numpy arrays).
-
-    ``(2 ux uy + C1)(2 vxy + C2) / ((ux^2 + uy^2 + C1)(vx + vy + C2))`` with the sample covariances
-    ``v = N / (N - 1) * (E[ab] - E[a] E[b])`` of the official script, arranged to need few array passes.
-    """
-    num_pixels = win_size**2
-    cov_norm = num_pixels / (num_pixels - 1)
-    uxuy = ux * uy
-    a1 = 2 * uxuy + c1
-    a2 = (2 * cov_norm) * (uxy - uxuy) + c2
-    squares = ux * ux + uy * uy
-    b1 = squares + c1
-    b2 = cov_norm * (uxx + uyy - squares) + c2
-    return (a1 * a2) / (b1 * b2)
-
-
-def box_moments(x: np.ndarray, y: np.ndarray, win_size: int = WIN_SIZE) -> tuple[np.ndarray, ...]:
-    """Valid-region window means (ux, uy, uxx, uyy, uxy) of two (H, W) float32 images, each (H - 6, W - 6) float32.
-
-    OpenCV sums each window in float64 (running sums along rows and columns) and rounds the mean once to
-    float32, where the official float32 convolution rounds 49 times.
-    """
-    border = win_size // 2
-
-    def mean(image: np.ndarray) -> np.ndarray:
-        filtered = cv2.boxFilter(image, cv2.CV_32F, (win_size, win_size), normalize=True, borderType=cv2.BORDER_ISOLATED)
-        return filtered[border : image.shape[0] - border, border : image.shape[1] - border]
-
-    return mean(x), mean(y), mean(x * x), mean(y * y), mean(x * y)
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, win_size: int = WIN_SIZE) -> torch.Tensor:

@@ -12,7 +12,7 @@ activations, data consistency) is not counted: it is memory-bound and small next
 The GTX 1080 figure is a **projection**, not a measurement: FLOPs / (8.9 TFLOP/s fp32 peak x efficiency).
 The default efficiency, 0.35, is an assumption for cuDNN's fp32 convolutions at the 2 to 384 channels of
 these U-Nets; change it with ``--efficiency``. The leaderboard total uses the official slice counts
-(1,040 brain and 769 knee slices: acc4 520 + 388, acc8 520 + 381, SPEC §1). ``--time`` also times one CPU
+(1,040 brain and 769 knee slices: acc4 520 + 388, acc8 520 + 381, SPEC §1). ``--time`` also times the CPU
 forward pass of each size here, as a check of the counted FLOPs against a measured rate.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from utils.data.masks import equispaced_mask
 from utils.errors import UserInputError, run_cli
+from utils.inference.reconstruct import HARNESS_WARMUP_SLICES
 from utils.model.builder import build_model, load_model_config
 
 GTX1080_FP32_FLOPS = 8.9e12
@@ -61,15 +62,18 @@ def count_flops(model: torch.nn.Module, coils: int, height: int, width: int) -> 
     return counter.get_total_flops(), fft, seconds
 
 
-def timed_forward(model: torch.nn.Module, coils: int, height: int, width: int) -> float:
-    """Seconds of one inference forward (after one untimed warm-up pass)."""
+def timed_forward(model: torch.nn.Module, coils: int, height: int, width: int, warmup: int, timed: int) -> float:
+    """Mean seconds of ``timed`` inference forwards at batch 1 after ``warmup`` untimed ones (the 2026 harness
+    convention is 5)."""
     mask = torch.from_numpy(equispaced_mask(width, 4)).view(1, 1, 1, width, 1)
     kspace = 1e-4 * torch.randn(1, coils, height, width, 2) * mask
     with torch.inference_mode():
-        model(kspace, mask)
+        for _ in range(warmup):
+            model(kspace, mask)
         start = time.perf_counter()
-        model(kspace, mask)
-    return time.perf_counter() - start
+        for _ in range(timed):
+            model(kspace, mask)
+    return (time.perf_counter() - start) / timed
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -77,8 +81,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--model", default="dlka_varnet", help="configs/model/<name>.yaml or a YAML path")
     parser.add_argument("overrides", nargs="*", help="model config overrides, key=value")
     parser.add_argument("--efficiency", type=float, default=0.35, help="assumed fraction of the GTX 1080's fp32 peak")
-    parser.add_argument("--time", action="store_true", help="also time one CPU forward per size on this machine")
+    parser.add_argument("--time", action="store_true", help="also time CPU forwards per size on this machine")
+    parser.add_argument("--warmup", type=int, default=HARNESS_WARMUP_SLICES, help="untimed forwards before timing")
+    parser.add_argument("--timed", type=int, default=3, help="timed forwards per size")
     args = parser.parse_args(argv)
+    if args.warmup < 0 or args.timed < 1:
+        raise UserInputError(f"--warmup must be >= 0 and --timed >= 1, got {args.warmup} and {args.timed}.")
     if not 0 < args.efficiency <= 1:
         raise UserInputError(f"--efficiency must be in (0, 1], got {args.efficiency}.")
     return args
@@ -99,8 +107,9 @@ def main(argv: Sequence[str]) -> int:
         line = (f"{anatomy} {coils} x {height} x {width}: {flops / 1e9:.0f} GFLOP/slice "
                 f"(FFT {fft / 1e9:.1f}); projected GTX 1080 {1000 * projected:.0f} ms/slice")
         if args.time:
-            seconds = timed_forward(model, coils, height, width)
-            line += f"; this CPU: {seconds:.1f} s/slice measured, {flops / seconds / 1e9:.0f} GFLOP/s"
+            seconds = timed_forward(model, coils, height, width, args.warmup, args.timed)
+            line += (f"; this CPU ({torch.get_num_threads()} threads): {1000 * seconds:.0f} ms/slice measured after "
+                     f"{args.warmup} warm-up slices, {flops / seconds / 1e9:.0f} GFLOP/s")
         print(line)
     print(f"projected GTX 1080 model time for the official 1,809 slices "
           f"({LEADERBOARD_SLICES['brain']} brain, {LEADERBOARD_SLICES['knee']} knee): {total_seconds:.0f} s "

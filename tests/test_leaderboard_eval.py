@@ -137,3 +137,28 @@ def test_bounding_box_scorer_equals_the_batched_convolution_scorer(tiny_data):
     mask = torch.from_numpy(foreground_mask(target, "knee"))
     outside = torch.nn.functional.max_pool2d(mask[:-1, None], 7, stride=1)[:, 0] == 0
     assert outside.any() and torch.all(maps[:-1][outside] == 1.0)
+
+
+def test_scoring_on_the_cpu_never_imports_torch(tiny_data, tmp_path):
+    """The CPU scorer is numpy and OpenCV only: a whole-process run starts without torch's second of imports,
+    and the thread pool gives the same per-slice scores in the same order as one thread."""
+    recon = write_reconstructions(tiny_data / "leaderboard", tmp_path / "zf", "image_input")
+    probe = (
+        "import sys, runpy; sys.argv = ['leaderboard_eval.py', '-lp', sys.argv[1], '-yp', sys.argv[2], '--no-progress'];\n"
+        "try:\n    runpy.run_path('leaderboard_eval.py', run_name='__main__')\n"
+        "except SystemExit as done:\n    assert not done.code, done.code\n"
+        "print('torch imported:', 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(tiny_data / "leaderboard"), str(recon)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Leaderboard SSIM : ") and "torch imported: False" in run.stdout
+
+    import utils.evaluation.leaderboard as leaderboard
+
+    threaded = score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    original, leaderboard.SCORING_THREADS = leaderboard.SCORING_THREADS, 1
+    try:
+        single = score_leaderboard(tiny_data / "leaderboard", recon, progress=False)
+    finally:
+        leaderboard.SCORING_THREADS = original
+    assert threaded.slices == single.slices

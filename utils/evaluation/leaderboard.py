@@ -15,18 +15,22 @@ batched :func:`utils.metrics.ssim.ssim_map` scores whole volumes. Both go throug
 Before anything is scored, the reconstruction folder is checked against the target folder: missing or
 extra files, a missing key and a wrong shape are all listed in one error; NaN or Inf values are listed after
 the pass over the data.
+
+:func:`write_figures` (``leaderboard_eval.py --figures DIR``) draws the best and worst slices of each
+acceleration, read again from the files, and the per-slice SSIM histograms (:mod:`utils.figures`).
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from utils.atomic import atomic_path
@@ -34,7 +38,10 @@ from utils.data.h5 import open_h5, require_attr, require_dataset
 from utils.data.layout import ACCELERATIONS, ANATOMIES, leaderboard_filename, list_volumes, parse_volume_name
 from utils.errors import UserInputError, file_error
 from utils.metrics.foreground import foreground_mask
-from utils.metrics.ssim import K1, K2, WIN_SIZE, box_moments, leaderboard_ssim_map, masked_mean, ssim_from_moments
+from utils.metrics.ssim_moments import K1, K2, WIN_SIZE, box_moments, ssim_from_moments
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "OFFICIAL_FILES_PER_ACCELERATION",
@@ -46,9 +53,13 @@ __all__ = [
     "format_report",
     "check_csv_path",
     "write_csv",
+    "extreme_slices",
+    "check_figures_dir",
+    "write_figures",
 ]
 
 OFFICIAL_FILES_PER_ACCELERATION = 58
+SCORING_THREADS = min(4, os.cpu_count() or 1)
 DEFAULT_KEY = "reconstruction"
 
 
@@ -131,9 +142,13 @@ def score_volume(
     mask = foreground_mask(target, anatomy)
     reconstruction = np.ascontiguousarray(reconstruction, dtype=np.float32)
     target = np.ascontiguousarray(target, dtype=np.float32)
-    if torch.device(device).type == "cpu":
+    if _on_cpu(device):
         scores = [_slice_scores_cpu(r, t, m, max_value) for r, t, m in zip(reconstruction, target, mask)]
         return np.array([s[0] for s in scores]), np.array([s[1] for s in scores])
+    import torch  # only here: scoring on the CPU never imports torch (a second of start-up)
+
+    from utils.metrics.ssim import leaderboard_ssim_map, masked_mean
+
     mask_t = torch.from_numpy(mask).to(device)
     recon_t, target_t = torch.from_numpy(reconstruction).to(device), torch.from_numpy(target).to(device)
     with torch.no_grad():
@@ -197,26 +212,45 @@ def score_folder(
     return _score_pairs(_check_reconstructions(target_dir, recon_dir, key), recon_dir, key, device, progress)
 
 
+def _on_cpu(device: str | torch.device) -> bool:
+    return str(device).split(":")[0] == "cpu"
+
+
+def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -> list[SliceScore] | None:
+    """Scores of one checked (target, reconstruction) pair; None if the reconstruction is not finite."""
+    target_path, recon_path = pair
+    name = parse_volume_name(target_path)
+    with open_h5(target_path) as target_file:
+        target = target_file["image_label"][()]
+        max_value = require_attr(target_file, "max")
+    with h5py.File(recon_path, "r") as recon_file:
+        reconstruction = recon_file[key][()]
+    if not np.isfinite(reconstruction).all():
+        return None
+    official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
+    return [
+        SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b))
+        for index, (a, b) in enumerate(zip(official, foreground_only))
+    ]
+
+
 def _score_pairs(
     pairs: list[tuple[Path, Path]], recon_dir: Path, key: str, device: str | torch.device, progress: bool
 ) -> list[SliceScore]:
-    """Scores of checked (target, reconstruction) pairs; NaN or Inf reconstructions are listed in one error."""
+    """Scores of checked (target, reconstruction) pairs, in order; NaN or Inf reconstructions are listed in one
+    error. On the CPU volumes are scored in :data:`SCORING_THREADS` threads: OpenCV and numpy release the GIL,
+    so one volume's h5 read overlaps another's SSIM and both cores compute."""
     scores, non_finite = [], []
-    for target_path, recon_path in tqdm(pairs, desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress):
-        name = parse_volume_name(target_path)
-        with open_h5(target_path) as target_file:
-            target = target_file["image_label"][()]
-            max_value = require_attr(target_file, "max")
-        with h5py.File(recon_path, "r") as recon_file:
-            reconstruction = recon_file[key][()]
-        if not np.isfinite(reconstruction).all():
-            non_finite.append(recon_path.name)
-            continue
-        official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
-        scores.extend(
-            SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b))
-            for index, (a, b) in enumerate(zip(official, foreground_only))
-        )
+    threads = SCORING_THREADS if _on_cpu(device) else 1
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = pool.map(lambda pair: _score_pair(pair, key, device), pairs)
+        for (_, recon_path), result in tqdm(
+            zip(pairs, results), total=len(pairs), desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress
+        ):
+            if result is None:
+                non_finite.append(recon_path.name)
+            else:
+                scores.extend(result)
     if non_finite:
         raise UserInputError(f"{recon_dir}: reconstructions hold NaN or Inf values: {', '.join(non_finite)}")
     return scores
@@ -289,3 +323,55 @@ def write_csv(result: LeaderboardResult, path: str | Path) -> None:
             writer.writerows(asdict(s) for s in result.slices)
     except OSError as err:
         raise file_error(path, f"cannot be written ({err.strerror or err})") from None
+
+
+def extreme_slices(result: LeaderboardResult, acceleration: int, count: int = 3) -> list[tuple[int, SliceScore]]:
+    """(rank, slice) of the ``count`` best then the ``count`` worst slices of one acceleration; rank 1 is the
+    best. Every slice appears once (all of them, best first, when there are at most ``2 * count``)."""
+    ranked = sorted((s for s in result.slices if s.acceleration == acceleration), key=lambda s: (-s.ssim, s.fname, s.slice_idx))
+    ranks = list(range(len(ranked))) if len(ranked) <= 2 * count else [*range(count), *range(len(ranked) - count, len(ranked))]
+    return [(rank + 1, ranked[rank]) for rank in ranks]
+
+
+def check_figures_dir(path: str | Path) -> Path:
+    """The --figures folder, created before scoring starts; one clear error where it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise file_error(path, "is a file (or lies under one); --figures needs a folder") from None
+    except OSError as err:
+        raise file_error(path, f"cannot be created for --figures ({err.strerror or err})") from None
+    if not os.access(path, os.W_OK):
+        raise file_error(path, "is not writable, so --figures cannot be written there")
+    return path
+
+
+def write_figures(
+    result: LeaderboardResult, leaderboard_root: str | Path, recon_root: str | Path, out_dir: str | Path, key: str = DEFAULT_KEY, count: int = 3
+) -> list[Path]:
+    """``best_worst_acc{4,8}.png`` (reconstruction | target | |error| of :func:`extreme_slices`) and
+    ``ssim_distribution.png`` (per-slice SSIM by acceleration and anatomy) in ``out_dir``."""
+    from utils.figures import ComparisonRow, draw_comparison_grid, draw_ssim_histograms
+
+    leaderboard_root, recon_root, out_dir = Path(leaderboard_root), Path(recon_root), Path(out_dir)
+    written = []
+    for acceleration in ACCELERATIONS:
+        rows = []
+        for rank, score in extreme_slices(result, acceleration, count):
+            with open_h5(leaderboard_root / f"acc{acceleration}" / "image" / score.fname) as target_file:
+                target = target_file["image_label"][score.slice_idx]
+                max_value = require_attr(target_file, "max")
+            with h5py.File(recon_root / f"acc{acceleration}" / score.fname, "r") as recon_file:
+                reconstruction = np.asarray(recon_file[key][score.slice_idx], dtype=np.float32)
+            total = result.count(acceleration)
+            rows.append(ComparisonRow(f"rank {rank}/{total} | {score.fname} slice {score.slice_idx}", reconstruction, target, max_value, score.ssim))
+        if rows:
+            title = f"acc{acceleration}: best and worst slices by SSIM (mean {result.mean(acceleration):.4f})"
+            written.append(draw_comparison_grid(rows, out_dir / f"best_worst_acc{acceleration}.png", title))
+    panels = {
+        f"acc{acceleration}": {anatomy: [s.ssim for s in result.slices if s.acceleration == acceleration and s.anatomy == anatomy] for anatomy in ANATOMIES}
+        for acceleration in ACCELERATIONS
+    }
+    written.append(draw_ssim_histograms(panels, out_dir / "ssim_distribution.png", f"per-slice leaderboard SSIM (Total {result.total:.4f})"))
+    return written

@@ -10,6 +10,7 @@ A checkpoint is a dict::
     train_loss_log, val_loss_log, val_ssim_log     lists of [epoch, value]
     rng           utils.training.rng.capture_rng_state()
     config        the whole resolved run config as plain data
+    layout        processes, batch size, accumulation   launch   the torchrun launch that wrote it (elastic.py)
 
 Reconstruction rebuilds the network from ``model_config`` alone, so no model flags are ever needed.
 """

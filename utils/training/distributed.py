@@ -8,17 +8,30 @@ the training code is the same in both cases.
 
 Conventions: rank 0 alone writes files (checkpoints, logs, W&B, Hydra's folder); every decision that changes
 control flow (skip a step, stop on a signal, stop early) is taken collectively so ranks never diverge.
+A step only rank 0 takes and that can fail (a save, the data, the logger) runs through
+:meth:`Distributed.on_main`, which tells every rank whether it worked: on a failure all ranks raise the same
+one-line :class:`MainRankError` at once, instead of waiting in their next collective for a rank that is gone.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
-__all__ = ["Distributed", "init_distributed", "launched_by_torchrun"]
+from utils.errors import UserInputError, one_line
+
+__all__ = ["Distributed", "MainRankError", "init_distributed", "launched_by_torchrun"]
+
+T = TypeVar("T")
+
+
+class MainRankError(UserInputError):
+    """A step of rank 0 alone failed; raised with the same one-line message on every rank."""
 
 
 def launched_by_torchrun() -> bool:
@@ -78,6 +91,40 @@ class Distributed:
         dist.gather_object(obj, gathered, dst=0)
         return gathered
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (picklable plain data)."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def on_main(self, what: str, action: Callable[[], T]) -> T | None:
+        """Run ``action`` on rank 0 alone and tell every rank whether it worked; every rank must call this.
+
+        Returns the action's result on rank 0 and None elsewhere. If it raises, every rank raises the same
+        :class:`MainRankError`: the message of a UserInputError as it is, else ``<what> failed on rank 0:
+        <type>: <first line>`` (rank 0 chains the original, so ``MRI_DEBUG=1`` shows its traceback). With one
+        process the action just runs and its errors pass unchanged.
+        """
+        if not self.enabled:
+            return action()
+        result, failure, message = None, None, None
+        if self.is_main:
+            try:
+                result = action()
+            except Exception as err:  # noqa: BLE001 - whatever it is, the other ranks must hear of it
+                failure = err
+                if isinstance(err, UserInputError):
+                    message = one_line(err)
+                else:
+                    detail = str(err).strip().splitlines()
+                    message = f"{what} failed on rank 0: {type(err).__name__}" + (f": {detail[0]}" if detail else "")
+        message = self.broadcast(message)
+        if message is not None:
+            raise MainRankError(message) from failure
+        return result
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -98,5 +145,29 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size,
+                                store=_attempt_store(rank, world_size))
     return Distributed(rank, world_size, local_rank), device
+
+
+def _attempt_store(rank: int, world_size: int) -> dist.Store | None:
+    """torchrun's shared store scoped to this attempt of the worker group; None: init_process_group's own.
+
+    torchrun's c10d rendezvous keeps one TCPStore for all restarts of the worker group, so a restarted group's
+    init_process_group can read the keys of the previous attempt (the gloo addresses or NCCL id of dead
+    processes) and then fails to connect or hangs (pytorch/pytorch#135712; seen here with gloo). Workers under
+    one torchrun agent share its ``TORCHELASTIC_RESTART_COUNT``, which names the attempt. Agents on several
+    machines count restarts apart: there ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` for torchrun gives every
+    attempt a new store (docs/distributed.md).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if os.environ.get("LOCAL_WORLD_SIZE") != str(world_size):
+        if rank == 0 and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+            logging.getLogger("train").warning(
+                "torchrun --max-restarts on several machines: export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun, "
+                "or a restarted group may fail to connect (docs/distributed.md)")
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False,
+                          timeout=default_pg_timeout)
+    return dist.PrefixStore(f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)  # keys: attempt_N/<key>

@@ -2,6 +2,7 @@
 
 - ``train_loss_log.npy`` / ``val_loss_log.npy`` / ``val_ssim_log.npy``: float64 arrays of (epoch, value) rows,
   rewritten atomically after every epoch.
+- ``figures/*.png`` (:mod:`utils.figures`, drawn by the trainer): to W&B as images too.
 - The text log is Python ``logging``; ``final_main.py`` (Hydra) writes it to the run's ``hydra/<time>/`` folder.
 - W&B ``mode``: ``offline`` (default; files under the run folder, no network, never a prompt), ``online``
   (needs ``WANDB_API_KEY`` or ``wandb login``; refused otherwise instead of prompting) or ``disabled``.
@@ -12,7 +13,7 @@ import logging
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -67,16 +68,25 @@ class RunLogger:
             settings=wandb.Settings(console="off"),
         )
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        """Metrics at ``step`` (the epoch): to W&B and one line of the text log."""
-        log.info("epoch %d: %s", step, ", ".join(f"{key} {value:.5g}" for key, value in metrics.items()))
+    def log(self, metrics: dict[str, float | None], step: int) -> None:
+        """Metrics at ``step`` (the epoch): to W&B and one line of the text log. None (e.g. no best value
+        before the first validation with ``training.val_every`` > 1) is printed as such and not sent."""
+        log.info("epoch %d: %s", step, ", ".join(f"{key} {'None' if value is None else f'{value:.5g}'}" for key, value in metrics.items()))
         if self.run is not None:
-            self.run.log(metrics, step=step)
+            self.run.log({key: value for key, value in metrics.items() if value is not None}, step=step)
 
     def log_images(self, images: Sequence[tuple[str, np.ndarray]], step: int) -> None:
         """Validation images (caption, (H, W) array in [0, 1]) to W&B."""
         if self.run is not None and images:
             self.run.log({"val/images": [self._wandb.Image(image, caption=caption) for caption, image in images]}, step=step)
+
+    def log_figures(self, figures: Mapping[str, Path | None], step: int) -> None:
+        """PNG files already written under the run folder (``figures/``), as ``wandb.Image`` under their keys."""
+        if self.run is None:
+            return
+        images = {key: self._wandb.Image(str(path), caption=Path(path).name) for key, path in figures.items() if path is not None}
+        if images:
+            self.run.log(images, step=step)
 
     def finish(self) -> None:
         if self.run is not None:

@@ -50,6 +50,7 @@ class TrainState:
     train_loss_log: list[list[float]] = field(default_factory=list)  # (epoch, mean loss)
     val_loss_log: list[list[float]] = field(default_factory=list)
     val_ssim_log: list[list[float]] = field(default_factory=list)
+    val_zero_filled_ssim_log: list[list[float]] = field(default_factory=list)  # the zero-filled baseline, for the curves
     step_loss_log: list[list[float]] = field(default_factory=list)  # (global step, mean loss of the step)
     validations_since_best: int = 0  # for early stopping on validation SSIM
     init_from: dict | None = None  # where the starting weights came from (training.init_from), else None

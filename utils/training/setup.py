@@ -59,6 +59,9 @@ def check_config(cfg: DictConfig) -> None:
     _require(cfg.logger.mode in LOGGER_MODES, "logger.mode", " or ".join(LOGGER_MODES), cfg.logger.mode)
     every = training.checkpoint_every_steps
     _require(_is_int(every) and every >= 0, "training.checkpoint_every_steps", "an integer >= 0 (0: only at epoch ends)", every)
+    for key, meaning in (("checkpoint_every_minutes", "0: never"), ("disk_reserve_gb", "0: none")):
+        value = training.get(key, 0)
+        _require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"), f"training.{key}", f"a number >= 0 ({meaning})", value)
     _require(training.nonfinite in NONFINITE_POLICIES, "training.nonfinite", " or ".join(NONFINITE_POLICIES), training.nonfinite)
     _require(isinstance(training.deterministic, bool), "training.deterministic", "true or false", training.deterministic)
     _require(training.amp in AMP_MODES, "training.amp", " or ".join(AMP_MODES), training.amp)

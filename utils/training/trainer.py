@@ -1,11 +1,12 @@
 """The training run: epochs of optimizer steps, validation, checkpoints and logs under result/<exp_name>/.
 
     result/<exp_name>/
-      checkpoints/model.pt         every epoch (and every training.checkpoint_every_steps): resume from here
+      checkpoints/model.pt         every epoch (and every training.checkpoint_every_steps / _minutes): resume from here
       checkpoints/best_model.pt    best by validation SSIM (or by train loss, see training.select_best_by)
       train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy      (epoch, value) rows
       train_step_loss_log.npy      (optimizer step, loss) rows: where two runs first differ
       reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
+      figures/val_epoch{E}.png, figures/curves.png                 with training.figures (utils/figures.py)
       hydra/<time>/                resolved config, overrides and the text log of each invocation
       wandb/                       W&B files (logger.mode offline or online)
 
@@ -31,12 +32,15 @@ from torch.utils.data import DataLoader
 
 from utils.data.sampler import ShapeGroupedBatchSampler
 from utils.errors import UserInputError, file_error
+from utils.figures import draw_comparison_grid, draw_curves, require_matplotlib
 from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
-from utils.training.checkpoint import load_checkpoint, save_checkpoint, weights_mismatch
+from utils.training.checkpoint import load_checkpoint, weights_mismatch
+from utils.training.checkpoint_policy import CheckpointTimer, DiskSpaceGuard, write_checkpoints
 from utils.training.distributed import Distributed, init_distributed
+from utils.training.elastic import kill_point_for_tests, launch_id, resume_after_restart
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
 from utils.training.loop import TrainState, make_grad_scaler, train_one_epoch
@@ -111,9 +115,10 @@ def _fresh_state(cfg: DictConfig, model: torch.nn.Module) -> TrainState:
 
 
 def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, scaler, transform, dist: Distributed) -> TrainState:
-    """A fresh state, or the one in ``model.pt`` with ``training.resume``; never silently over an old run."""
+    """A fresh state, or the one in ``model.pt`` with ``training.resume`` or after a torchrun restart of this
+    launch (:mod:`utils.training.elastic`); never silently over an old run."""
     last = checkpoint_dir / "model.pt"
-    if not cfg.training.resume:
+    if not (resume_after_restart(last, dist) or cfg.training.resume):
         if last.exists() and not cfg.training.overwrite:
             raise UserInputError(
                 f"{checkpoint_dir.parent}: already holds a run; continue it with training.resume=true, "
@@ -151,10 +156,37 @@ def _start(cfg: DictConfig, checkpoint_dir: Path, model, optimizer, scheduler, s
 
 
 def _write_logs(run_dir: Path, state: TrainState) -> None:
-    write_history(run_dir / "train_loss_log.npy", state.train_loss_log)
-    write_history(run_dir / "val_loss_log.npy", state.val_loss_log)
-    write_history(run_dir / "val_ssim_log.npy", state.val_ssim_log)
-    write_history(run_dir / "train_step_loss_log.npy", state.step_loss_log)
+    try:
+        write_history(run_dir / "train_loss_log.npy", state.train_loss_log)
+        write_history(run_dir / "val_loss_log.npy", state.val_loss_log)
+        write_history(run_dir / "val_ssim_log.npy", state.val_ssim_log)
+        write_history(run_dir / "train_step_loss_log.npy", state.step_loss_log)
+    except OSError as err:
+        raise file_error(run_dir, f"cannot write the loss logs ({err.strerror or err})") from err
+
+
+def _make_folder(checkpoint_dir: Path) -> None:
+    try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
+
+
+def _write_reconstructions(folder: Path, val_set, outputs) -> None:
+    """``reconstructions_val/<fname>.h5`` from the gathered (fname, slice, image) validation outputs."""
+    writer = ReconstructionWriter(folder, {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
+    for fname, slice_idx, image in outputs:
+        writer.add(fname, slice_idx, image)
+    writer.close()
+
+
+def _draw(name: str, draw, *args) -> Path | None:
+    """A figure is a side product: a failure to draw one is a warning, never the end of a run."""
+    try:
+        return draw(*args)
+    except Exception as err:  # noqa: BLE001 - matplotlib raises many kinds
+        log.warning("figure %s not drawn: %s: %s", name, type(err).__name__, err)
+        return None
 
 
 def _weights_digest(model: torch.nn.Module) -> str:
@@ -169,6 +201,11 @@ def train(cfg: DictConfig, progress: bool = True) -> TrainState:
     """Run (or resume) the training described by a composed ``configs/train.yaml``-style config."""
     check_config(cfg)
     settings = cfg.training
+    figures = settings.get("figures", True)
+    if not isinstance(figures, bool):
+        raise UserInputError(f"config value training.figures={figures!r} is invalid: expected true or false")
+    if figures:
+        require_matplotlib("training.figures=true")
     dist, rank_device = init_distributed(settings.device)
     try:
         return _train(cfg, dist, rank_device or resolve_device(settings.device), progress and dist.is_main)
@@ -182,12 +219,12 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
         log.setLevel(logging.WARNING)  # rank 0 reports; the others only warn
     run_dir = Path(cfg.result_root) / cfg.exp_name
     checkpoint_dir = run_dir / "checkpoints"
+    figures = settings.get("figures", True) and dist.is_main  # only rank 0 draws
     configure_determinism(settings.deterministic)
     seed_everything(cfg.seed)
 
-    if dist.is_main:  # one rank generates missing synthetic data, the others wait for it
-        prepare_data(cfg.data, cfg.seed)
-    dist.barrier()
+    # one rank generates missing synthetic data, the others wait for it (and stop with it if it fails)
+    dist.on_main("preparing the data", lambda: prepare_data(cfg.data, cfg.seed))
     train_set, val_set = build_datasets(cfg, Path(cfg.data.root))
     module = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optimizer, module.parameters())
@@ -199,11 +236,7 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
     loss_fn = build_loss(cfg.loss)
     state = _start(cfg, checkpoint_dir, module, optimizer, scheduler, scaler, train_set.transform, dist)
     validating = not settings.train_on_train_and_val
-    if dist.is_main:
-        try:
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserInputError(f"{checkpoint_dir}: cannot create the run folder ({err.strerror})") from None
+    dist.on_main("creating the run folder", lambda: _make_folder(checkpoint_dir))
     # every rank starts from the same weights (rank 0's, broadcast by DDP); no unused parameters to look for
     model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else module
 
@@ -214,31 +247,43 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
     )
     val_loader = volume_loader(val_set, cfg.data.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda",
                                rank=dist.rank, world_size=dist.world_size)
-    logger = RunLogger(run_dir, cfg.logger.mode if dist.is_main else "disabled", cfg.logger.project, cfg.exp_name,
-                       OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
+    logger_args = (cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
+    logger = dist.on_main("starting the logger", lambda: RunLogger(run_dir, cfg.logger.mode, *logger_args))
+    logger = logger or RunLogger(run_dir, "disabled", *logger_args)  # the other ranks log nothing
     log.info("training %s: %d train / %d val slices, %s, device %s, %d process(es)", cfg.exp_name, len(train_set),
              len(val_set), module.cascade_counts, device, dist.world_size)
 
-    def save(names: tuple[str, ...]) -> None:
-        """Write checkpoints (rank 0); every rank calls it, since the RNG states are gathered from all."""
+    guard = DiskSpaceGuard(settings.get("disk_reserve_gb", 0.0))
+    timer = CheckpointTimer(settings.get("checkpoint_every_minutes", 0))
+
+    def save(names: tuple[str, ...]) -> list[Path] | None:
+        """Write checkpoints (rank 0) and tell every rank whether that worked; every rank calls it, since the
+        RNG states are gathered from all. Returns the files written on rank 0 (None elsewhere)."""
         rng_per_rank = dist.gather(capture_rng_state())
-        if dist.is_main:
+
+        def write() -> list[Path]:
             checkpoint = _checkpoint(module, optimizer, scheduler, scaler, train_set.transform, state, cfg, rng_per_rank)
             checkpoint["layout"] = _layout(cfg, dist)
-            for name in names:
-                save_checkpoint(checkpoint_dir / name, checkpoint)
+            checkpoint["launch"] = launch_id()  # a torchrun restart resumes only this launch's checkpoints
+            written = write_checkpoints([checkpoint_dir / name for name in names], checkpoint, guard)
             _write_logs(run_dir, state)
-        dist.barrier()
+            return written
 
-    def save_last() -> None:
-        save(("model.pt",))
+        written = dist.on_main(f"saving checkpoints in {checkpoint_dir}", write)
+        timer.reset()
+        return written
+
+    def save_last() -> list[Path] | None:
+        return save(("model.pt",))
 
     def on_step(stepped: bool) -> None:
         if stepped and interval == "step" and not is_plateau(scheduler):
             scheduler.step()
-        if stepped and settings.checkpoint_every_steps and state.global_step % settings.checkpoint_every_steps == 0:
-            save_last()
-            log.info("checkpoint at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.batches_done)
+        every_steps = stepped and settings.checkpoint_every_steps and state.global_step % settings.checkpoint_every_steps == 0
+        if every_steps or (timer.enabled and dist.any(timer.due(), device)):  # the same decision on every rank
+            if save_last():  # not if the disk is too full (rank 0 alone logs)
+                log.info("checkpoint at step %d (epoch %d, batch %d)", state.global_step, state.epoch, state.batches_done)
+        kill_point_for_tests(state.global_step, dist.rank)
 
     stop_signal = None
     try:
@@ -261,17 +306,19 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
                         scheduler.step()
                     state.train_loss_log.append([epoch, train_loss])
                     selection_value = train_loss if settings.select_best_by == "train_loss" else None
+                    drawn = {}  # W&B key -> PNG of this epoch
 
                     if validating and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
-                        result = validate(module, val_loader, loss_fn, device, settings.log_images, progress,
-                                          dist=dist, keep_outputs=settings.save_val_reconstructions)
-                        if settings.save_val_reconstructions and dist.is_main:
-                            writer = ReconstructionWriter(run_dir / "reconstructions_val", {v.kspace_path.name: v.kspace.num_slices for v in val_set.volumes})
-                            for fname, slice_idx, image in result.outputs:
-                                writer.add(fname, slice_idx, image)
-                            writer.close()
+                        result = validate(module, val_loader, loss_fn, device, settings.log_images, progress, dist=dist,
+                                          keep_outputs=settings.save_val_reconstructions, figure_rows=settings.get("figures", True))
+                        if settings.save_val_reconstructions:
+                            dist.on_main("writing reconstructions_val", lambda: _write_reconstructions(run_dir / "reconstructions_val", val_set, result.outputs))
                         state.val_loss_log.append([epoch, result.loss])
                         state.val_ssim_log.append([epoch, result.ssim])
+                        state.val_zero_filled_ssim_log.append([epoch, result.zero_filled_ssim])
+                        if figures and result.figure_rows:
+                            drawn["figures/validation"] = _draw("val", draw_comparison_grid, result.figure_rows, run_dir / "figures" / f"val_epoch{epoch}.png",
+                                                                f"{cfg.exp_name}: validation after epoch {epoch}")
                         metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
                         metrics.update({f"val/ssim_{group}": value for group, value in result.group_ssim.items()})
                         logger.log_images(result.images, epoch)
@@ -288,6 +335,10 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
                         state.best_metric, state.best_epoch = selection_value, epoch
                     state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
                     save(("model.pt", "best_model.pt") if improved else ("model.pt",))
+                    if figures:
+                        drawn["figures/curves"] = _draw("curves", draw_curves, state.train_loss_log, state.val_loss_log, state.val_ssim_log,
+                                                        state.val_zero_filled_ssim_log, run_dir / "figures" / "curves.png", cfg.exp_name)
+                    logger.log_figures(drawn, epoch)
                     logger.log({**metrics, "best/" + settings.select_best_by: state.best_metric}, epoch)
                     patience = settings.early_stopping_patience
                     if patience and state.validations_since_best >= patience:

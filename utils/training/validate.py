@@ -6,6 +6,9 @@ mean of each acceleration's slices, then Total = (SSIM acc4 + SSIM acc8) / 2 (ov
 so model selection optimises what the leaderboard measures.
 Under DDP each rank scores its share of the volumes and the per-slice numbers of all ranks are gathered
 before averaging, so the result is the single-process one.
+With ``figure_rows`` one representative slice per anatomy x acceleration (the middle slice of the group's
+first volume, the same on every rank) is kept with its zero-filled input and target for the validation grid
+of :mod:`utils.figures`; nothing else is kept.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.data.dataset import SliceDataset
+from utils.figures import ComparisonRow
 from utils.inference.reconstruct import run_model
 from utils.metrics.ssim import leaderboard_ssim_map
 from utils.mri.coils import rss_complex
@@ -38,11 +43,22 @@ class ValidationResult:
     group_ssim: dict[str, float] = field(default_factory=dict)  # e.g. {"brain_acc4": 0.93, "acc4": 0.91, ...}
     images: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (caption, output | target side by side)
     outputs: list[tuple[str, int, np.ndarray]] = field(default_factory=list)  # (fname, slice, image) with keep_outputs
+    figure_rows: list[ComparisonRow] = field(default_factory=list)  # one per anatomy x acceleration, with figure_rows
 
 
 def _side_by_side(output: torch.Tensor, target: torch.Tensor, max_value: float) -> np.ndarray:
     """(384, 768) image in [0, 1]: output left, target right, both scaled by the volume max."""
     return np.clip(torch.cat([output, target], dim=-1).numpy() / max_value, 0.0, 1.0)
+
+
+def representative_slices(dataset: SliceDataset) -> dict[tuple[str, int], str]:
+    """``{(fname, slice): "brain_acc4", ...}``: the middle slice of the first volume of each anatomy x acceleration."""
+    picks = {}
+    for volume in dataset.volumes:
+        group = f"{volume.name.anatomy}_acc{volume.name.acceleration}"
+        if group not in picks.values():
+            picks[(volume.kspace_path.name, volume.kspace.num_slices // 2)] = group
+    return picks
 
 
 def _leaderboard_total(records: list[tuple], column: int) -> float:
@@ -63,12 +79,16 @@ def validate(
     progress: bool = True,
     dist: Distributed | None = None,
     keep_outputs: bool = False,
+    figure_rows: bool = False,
 ) -> ValidationResult:
     """Score ``model`` on every slice of ``loader`` (this rank's share under DDP); with ``keep_outputs`` the
-    reconstructions are returned too, gathered from every rank on rank 0 (which writes them)."""
+    reconstructions are returned too, and with ``figure_rows`` the representative slices, both gathered
+    from every rank on rank 0 (which writes them)."""
     model.eval()
     dist = dist or Distributed()
+    picks = representative_slices(loader.dataset) if figure_rows else {}
     records, images, outputs = [], [], []  # one per slice: (group, ssim, zero-filled ssim, its batch's loss x size once)
+    rows = []  # the picked slices only
     for batch in tqdm(loader, desc="validation", unit="batch", disable=not progress, leave=False):
         output = run_model(model, batch, device).float()
         target, fg_mask = batch.target.to(device), batch.fg_mask.to(device)
@@ -82,6 +102,11 @@ def validate(
             records.append((f"{anatomy}_acc{acceleration}", slice_ssim[index], zero_filled_ssim[index], loss_share))
         output, target = output.cpu(), target.cpu()
         for index, (fname, slice_idx) in enumerate(zip(batch.fname, batch.slice_idx.tolist())):
+            if (fname, slice_idx) in picks:
+                rows.append(ComparisonRow(
+                    f"{picks[fname, slice_idx]} | {fname} slice {slice_idx}", output[index].numpy().copy(), target[index].numpy().copy(),
+                    float(batch.max_value[index]), slice_ssim[index], zero_filled[index].cpu().numpy().copy(), zero_filled_ssim[index],
+                ))
             if keep_outputs:
                 outputs.append((fname, slice_idx, output[index].numpy()))
             if len(images) < num_images:
@@ -89,6 +114,8 @@ def validate(
     records = [record for shard in dist.gather(records) for record in shard]
     if keep_outputs:  # the reconstructions go to rank 0 only (it writes them)
         outputs = [output for shard in dist.gather_to_main(outputs) or [] for output in shard]
+    if figure_rows:
+        rows = sorted((row for shard in dist.gather_to_main(rows) or [] for row in shard), key=lambda row: row.label)
     scores = defaultdict(list)
     for group, value, _, _ in records:
         scores[group].append(value)
@@ -100,4 +127,5 @@ def validate(
         group_ssim={group: float(np.mean(values)) for group, values in sorted(scores.items())},
         images=images,
         outputs=outputs,
+        figure_rows=rows,
     )

@@ -2,6 +2,12 @@
 
     python3 reconstruct_from_ckpt.py -c ../result/<exp>/checkpoints/best_model.pt -p ../Data/leaderboard -g 0 -b 1
     torchrun --nproc_per_node=2 reconstruct_from_ckpt.py -c ... -p ...   # volumes shared among 2 ranks (GPUs)
+    python3 reconstruct_from_ckpt.py -c ../result/experts4/experts.yaml -p ../Data/leaderboard -g 0   # experts
+
+With ``-c`` naming an expert manifest (a ``.yaml`` file, docs/experts.md) each volume is routed once and
+reconstructed by its expert; output under ``<manifest folder>/reconstructions_leaderboard`` (or ``-o``); the
+report adds the routing time, which expert served how many volumes, every unsure decision, and the budget
+with loading and routing projected to the official leaderboard.
 
 The network is rebuilt from the model config stored in the checkpoint (no model flags). Output:
 ``<run folder of the checkpoint>/reconstructions_leaderboard/acc{4,8}/<name>.h5`` (key 'reconstruction',
@@ -28,6 +34,8 @@ import torch
 from utils.data.dataset import SliceDataset
 from utils.data.layout import ACCELERATIONS
 from utils.errors import ArgumentParser, UserInputError, run_cli
+from utils.inference.experts import ExpertsServed, load_expert_set, reconstruct_folder_with_experts, routing_report
+from utils.inference.manifest import is_manifest
 from utils.inference.reconstruct import ModelClock, format_timing, reconstruct_dataset
 from utils.inference.reconstructor import load_reconstructor
 from utils.training.distributed import init_distributed
@@ -37,7 +45,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = ArgumentParser(
         description="Reconstruct leaderboard k-space with a checkpoint.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("-c", "--checkpoint", default="../result/demo/checkpoints/best_model.pt", help="checkpoint file")
+    parser.add_argument("-c", "--checkpoint", default="../result/demo/checkpoints/best_model.pt",
+                        help="checkpoint file, or an expert manifest (.yaml, docs/experts.md)")
     parser.add_argument("-p", "--path_data", default="../Data/leaderboard", help="folder holding acc4/kspace and acc8/kspace")
     parser.add_argument("-g", "--GPU_NUM", type=int, default=0, help="CUDA device; -1 (or no CUDA) runs on the CPU")
     parser.add_argument("-b", "--batch_size", type=int, default=1, help="slices per forward pass (within one volume)")
@@ -64,6 +73,8 @@ def main(argv: Sequence[str]) -> int:
     data_root = Path(args.path_data)
     distributed, rank_device = init_distributed("cpu" if args.GPU_NUM < 0 else "cuda")  # torchrun: one GPU per rank
     device = rank_device or _device(args.GPU_NUM)
+    if is_manifest(checkpoint_path):
+        return _main_experts(args, checkpoint_path, data_root, distributed, device)
     load_start = time.perf_counter()
     model = load_reconstructor(checkpoint_path, device)
     load_seconds = time.perf_counter() - load_start
@@ -89,6 +100,34 @@ def main(argv: Sequence[str]) -> int:
     report(f"load: {load_seconds:.1f} s (checkpoint, model, device{'; the slowest rank' if distributed.enabled else ''})")
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
+    distributed.close()
+    return 0
+
+
+def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path, distributed, device: torch.device) -> int:
+    """``-c EXPERTS.yaml``: the manifest is checked and every checkpoint loaded before anything is written."""
+    experts = load_expert_set(manifest_path, device)
+    load_seconds = max(distributed.gather(experts.load_seconds))
+    output = Path(args.output) if args.output else manifest_path.resolve().parent / "reconstructions_leaderboard"
+    folders = {acc: data_root / f"acc{acc}" for acc in ACCELERATIONS}
+    report = print if distributed.is_main else (lambda *_: None)
+    ranks = f", {distributed.world_size} ranks" if distributed.enabled else ""
+    report(f"experts {manifest_path}: router {experts.manifest.router}, routes {', '.join(experts.experts)}; device {device}{ranks}, output {output}")
+    clock, served = ModelClock(device), ExpertsServed()
+    slices, seconds = 0, 0.0
+    for acc, folder in folders.items():
+        acc_slices, acc_seconds = reconstruct_folder_with_experts(
+            experts, folder, output / f"acc{acc}", device, args.batch_size, args.num_workers,
+            not args.no_progress and distributed.is_main, f"acc{acc}", clock, served, distributed.rank, distributed.world_size,
+        )
+        per_rank = distributed.gather((acc_slices, acc_seconds))
+        acc_slices, acc_seconds = sum(n for n, _ in per_rank), max(t for _, t in per_rank)
+        report(f"acc{acc}: {acc_slices} slices in {acc_seconds:.1f} s (routing, data loading and writing included)")
+        slices, seconds = slices + acc_slices, seconds + acc_seconds
+    report(f"load: {load_seconds:.1f} s (manifest, router, {len(experts.experts)} routes' checkpoints, device)")
+    clock = ModelClock.combined(distributed.gather(clock.state()), device)
+    report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
+    report(routing_report(experts, served, load_seconds, clock, distributed.world_size))
     distributed.close()
     return 0
 

@@ -27,7 +27,7 @@ from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_
 from utils.data.layout import VolumeName, list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
-from utils.errors import file_error
+from utils.errors import UserInputError, file_error
 
 __all__ = ["Volume", "SliceDataset"]
 
@@ -122,6 +122,8 @@ class SliceDataset(Dataset):
         max_open_files: open h5 handles kept per process.
         seed: base seed of the per-example generators (see :meth:`set_epoch`).
         accelerations: mask duplication, e.g. ``(4, 8)``: each slice once per acceleration (training only).
+        keep_volume: ``VolumeName -> bool``, keeps only some files (an expert's subset,
+            :mod:`utils.data.subset`, or the volumes routed to one expert); keeping none is a UserInputError.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class SliceDataset(Dataset):
         max_open_files: int = 64,
         seed: int = 0,
         accelerations: Sequence[int] | None = None,
+        keep_volume: Callable[[VolumeName], bool] | None = None,
     ):
         self.roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(path) for path in root]
         self.seed, self.epoch = seed, 0
@@ -143,6 +146,11 @@ class SliceDataset(Dataset):
                 pairs += [(path, None) for path in list_volumes(split_dir / "kspace")]
             else:
                 pairs += _pair_files(split_dir)
+        if keep_volume is not None:
+            pairs = [pair for pair in pairs if keep_volume(parse_volume_name(pair[0]))]
+            if not pairs:
+                folders = ", ".join(str(split_dir) for split_dir in self.roots)
+                raise UserInputError(f"{folders}: no file is left by the selection ({keep_volume})")
         self.volumes = [_check_volume(kspace_path, image_path) for kspace_path, image_path in pairs]
         # (volume, slice, acceleration of the mask to use; None: the file's)
         self.examples: list[tuple[int, int, int | None]] = [

@@ -28,12 +28,13 @@ class Reconstructor(nn.Module):
     ``(B, 384, 384)``.
     """
 
-    def __init__(self, network: nn.Module, transform: ApplyFileMask, checkpoint_path: Path, epoch: Any):
+    def __init__(self, network: nn.Module, transform: ApplyFileMask, checkpoint_path: Path, epoch: Any, config: dict | None = None):
         super().__init__()
         self.network = network
         self.transform = transform
         self.checkpoint_path = checkpoint_path
         self.epoch = epoch
+        self.config = config or {}  # the run config stored in the checkpoint (plain data; {} for imported files)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.network(masked_kspace, mask)
@@ -53,5 +54,5 @@ def load_reconstructor(path: str | Path, device: torch.device) -> Reconstructor:
     checkpoint = load_checkpoint(path)
     compressor = build_compressor((checkpoint.get("config") or {}).get("compressor"))  # as in training
     network = model_from_checkpoint(checkpoint, path)
-    reconstructor = Reconstructor(network, ApplyFileMask(compressor), path, checkpoint.get("epoch"))
+    reconstructor = Reconstructor(network, ApplyFileMask(compressor), path, checkpoint.get("epoch"), checkpoint.get("config"))
     return reconstructor.to(device).eval()

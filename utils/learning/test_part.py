@@ -7,11 +7,15 @@ untimed warm-up slices, and scores SSIM_full and SSIM_bbox. ``INPUT_KIND = "kspa
 
 ``load_model(args, device)`` reads ``args.exp_dir / "best_model.pt"`` (the harness sets ``exp_dir`` to
 ``../result/<name>/checkpoints``, this repository's layout), any checkpoint of this repository or imported
-into it. Each slice gets exactly the input ``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's
-coil compression; :mod:`utils.inference.reconstructor`), so both paths produce the same reconstructions.
+into it; where there is none, ``args.exp_dir / "experts.yaml"``, an expert manifest (docs/experts.md, e.g.
+``exp_dir = ../result/experts4``): each volume is then routed at its first ``recon_slice`` call (timed, as
+it should be) and all its slices go to that expert. Each slice gets exactly the input
+``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's coil compression;
+:mod:`utils.inference.reconstructor`), so both paths produce the same reconstructions.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +26,25 @@ from utils.data.h5 import open_h5, read_kspace_info
 from utils.data.layout import parse_volume_name
 from utils.data.transforms import RawSlice
 from utils.errors import file_error
+from utils.inference.experts import ExpertSet, load_expert_set
 from utils.inference.reconstructor import Reconstructor, load_reconstructor
+from utils.inference.routing import ROUTE_SLICES, make_evidence
 
 __all__ = ["INPUT_KIND", "load_model", "prep_volume", "recon_slice"]
 
 INPUT_KIND = "kspace"
 CHECKPOINT_NAME = "best_model.pt"
+MANIFEST_NAME = "experts.yaml"  # what utils.tools.train_experts writes in the set's folder
+log = logging.getLogger("routing")
 
 
-def load_model(args: Any, device: torch.device | str) -> Reconstructor:
-    """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode."""
-    return load_reconstructor(Path(args.exp_dir) / CHECKPOINT_NAME, torch.device(device))
+def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertSet:
+    """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode, or the expert set of
+    ``args.exp_dir / experts.yaml`` when there is no such checkpoint."""
+    checkpoint, manifest = Path(args.exp_dir) / CHECKPOINT_NAME, Path(args.exp_dir) / MANIFEST_NAME
+    if not checkpoint.exists() and manifest.is_file():
+        return load_expert_set(manifest, torch.device(device))
+    return load_reconstructor(checkpoint, torch.device(device))
 
 
 def prep_volume(image_path: str | Path | None, kspace_path: str | Path, device: torch.device | str) -> dict[str, Any]:
@@ -56,9 +68,25 @@ def prep_volume(image_path: str | Path | None, kspace_path: str | Path, device: 
     }
 
 
+def _expert_for(experts: ExpertSet, ctx: dict[str, Any]) -> Reconstructor:
+    """The volume's expert, routed once from its central slices (the same evidence reconstruct_from_ckpt uses)."""
+    if "route" not in ctx:
+        route = next(iter(experts.experts))
+        if experts.needs_routing:
+            first = max(0, ctx["num_slices"] // 2 - ROUTE_SLICES // 2)
+            decision = experts.router.route(make_evidence(ctx["fname"], ctx["kspace"][first:first + ROUTE_SLICES], ctx["mask"]))
+            route = experts.manifest.route_for(decision.anatomy, decision.acceleration)
+            for reason in experts.unsure(decision):  # never silent
+                log.warning("%s -> %s, UNSURE: %s", ctx["fname"], route, reason)
+        ctx["route"] = route
+    return experts.experts[ctx["route"]]
+
+
 @torch.inference_mode()
-def recon_slice(model: Reconstructor, ctx: dict[str, Any], s: int) -> torch.Tensor:
+def recon_slice(model: Reconstructor | ExpertSet, ctx: dict[str, Any], s: int) -> torch.Tensor:
     """Slice ``s`` of the volume in ``ctx`` -> its ``(384, 384)`` float32 reconstruction on ``ctx["device"]``."""
+    if isinstance(model, ExpertSet):
+        model = _expert_for(model, ctx)
     raw = RawSlice(
         kspace=ctx["kspace"][s],
         mask=ctx["mask"],

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from utils.data.augment import AugmentSchedule, ImageAugment, MaskAugment, TrainingTransform
 from utils.data.compression import CoilCompressor
 from utils.data.dataset import SliceDataset
+from utils.data.subset import DataSubset
 from utils.data.transforms import ApplyFileMask
 from utils.errors import UserInputError
 from utils.training.logger import LOGGER_MODES
@@ -146,8 +147,10 @@ def build_datasets(cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceData
     if cfg.training.get("train_on_train_and_val", False):
         train_roots.append(root / data_cfg.val_split)
     duplicate = augment_cfg.get("duplicate_accelerations")
-    train_set = SliceDataset(train_roots, transform, seed=cfg.seed, accelerations=list(duplicate) if duplicate else None)
-    val_set = SliceDataset(root / data_cfg.val_split, ApplyFileMask(compressor), seed=cfg.seed)
+    subset = DataSubset.from_config(data_cfg.get("subset"))  # an expert's anatomy / acceleration (utils/data/subset.py)
+    train_set = SliceDataset(train_roots, transform, seed=cfg.seed, accelerations=subset.train_accelerations(duplicate),
+                             keep_volume=subset.train_selection())
+    val_set = SliceDataset(root / data_cfg.val_split, ApplyFileMask(compressor), seed=cfg.seed, keep_volume=subset.val_selection())
     return train_set, val_set
 
 

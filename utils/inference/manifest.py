@@ -1,0 +1,139 @@
+"""Expert manifests: which checkpoint reconstructs which anatomy x acceleration, and which router decides.
+
+    # experts.yaml (python -m utils.tools.train_experts writes one); paths are relative to this file
+    router: rule                 # rule | classifier (utils/inference/routing.py)
+    classifier: null             # anatomy classifier checkpoint (python -m utils.tools.train_router): needed by
+                                 # router: classifier; with router: rule, the fallback when the rule is unsure
+    experts:                     # route -> checkpoint; every anatomy x acceleration covered exactly once
+      brain_acc4: brain_acc4/checkpoints/best_model.pt
+      brain_acc8: brain_acc8/checkpoints/best_model.pt
+      knee_acc4: knee_acc4/checkpoints/best_model.pt
+      knee_acc8: knee_acc8/checkpoints/best_model.pt
+
+Routes are ``brain_acc4``, ``brain_acc8``, ``knee_acc4``, ``knee_acc8``, ``brain``, ``knee``, ``acc4``, ``acc8``
+and ``all`` (one shared model: nothing is routed). :func:`load_manifest` refuses, in one sentence naming the
+manifest, an unknown key or route, a route left uncovered or covered twice, a missing checkpoint and a
+classifier router without its classifier, so nothing is reconstructed from a broken manifest.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from utils.data.layout import ACCELERATIONS, ANATOMIES
+from utils.errors import file_error
+from utils.inference.routing import ROUTERS
+
+__all__ = ["MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "is_manifest", "load_manifest", "manifest_text"]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+CELLS = tuple((anatomy, acceleration) for anatomy in ANATOMIES for acceleration in ACCELERATIONS)
+ROUTE_CELLS: dict[str, tuple[tuple[str, int], ...]] = {
+    **{f"{anatomy}_acc{acceleration}": ((anatomy, acceleration),) for anatomy, acceleration in CELLS},
+    **{anatomy: tuple(cell for cell in CELLS if cell[0] == anatomy) for anatomy in ANATOMIES},
+    **{f"acc{acceleration}": tuple(cell for cell in CELLS if cell[1] == acceleration) for acceleration in ACCELERATIONS},
+    "all": CELLS,
+}
+_KEYS = ("router", "classifier", "experts")
+
+
+def cell_label(cell: tuple[str, int]) -> str:
+    return f"{cell[0]}_acc{cell[1]}"
+
+
+def is_manifest(path: str | Path) -> bool:
+    """A ``-c`` argument naming a YAML file is an expert manifest (a checkpoint otherwise)."""
+    return Path(path).suffix.lower() in MANIFEST_SUFFIXES
+
+
+@dataclass(frozen=True)
+class ExpertManifest:
+    """A checked manifest; ``experts`` maps each route to its checkpoint, resolved against the manifest's folder."""
+
+    path: Path
+    router: str
+    classifier: Path | None
+    experts: dict[str, Path]
+
+    def route_for(self, anatomy: str, acceleration: int) -> str:
+        """The route that covers ``anatomy`` at ``acceleration`` (exactly one does)."""
+        return next(route for route in self.experts if (anatomy, acceleration) in ROUTE_CELLS[route])
+
+    @property
+    def splits_anatomy(self) -> bool:
+        """Whether brain and knee volumes can go to different checkpoints (then the anatomy is routed)."""
+        return any(self.route_for("brain", acc) != self.route_for("knee", acc) for acc in ACCELERATIONS)
+
+    @property
+    def splits_acceleration(self) -> bool:
+        return any(self.route_for(anatomy, 4) != self.route_for(anatomy, 8) for anatomy in ANATOMIES)
+
+
+def _resolve(manifest: Path, key: str, value: object) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise file_error(manifest, f"{key} must be a checkpoint path (relative to the manifest), got {value!r}")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else manifest.parent / path
+    if not path.is_file():
+        raise file_error(manifest, f"{key} names {path}, which does not exist")
+    return path
+
+
+def load_manifest(path: str | Path) -> ExpertManifest:
+    """Read and check a manifest (see the module docstring); every problem is a UserInputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "expert manifest not found")
+    try:
+        node = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise file_error(path, f"is not a readable YAML manifest ({type(err).__name__})") from None
+    if not isinstance(node, dict):
+        raise file_error(path, "an expert manifest is a mapping with the keys router, classifier, experts")
+    unknown = sorted(set(map(str, node)) - set(_KEYS))
+    if unknown:
+        raise file_error(path, f"unknown key '{unknown[0]}'; a manifest has {', '.join(_KEYS)}")
+    router = node.get("router", "rule")
+    if router not in ROUTERS:
+        raise file_error(path, f"router: {router!r} is not a router; choose {' or '.join(ROUTERS)}")
+    experts = node.get("experts")
+    if not isinstance(experts, dict) or not experts:
+        raise file_error(path, "experts must map routes (brain_acc4, ..., brain, knee, acc4, acc8, all) to checkpoints")
+    covered: dict[tuple[str, int], str] = {}
+    for route in map(str, experts):
+        if route not in ROUTE_CELLS:
+            raise file_error(path, f"experts.{route} is not a route; choose from {', '.join(ROUTE_CELLS)}")
+        for cell in ROUTE_CELLS[route]:
+            if cell in covered:
+                raise file_error(path, f"experts.{covered[cell]} and experts.{route} both cover {cell_label(cell)}; each "
+                                       "anatomy x acceleration needs exactly one expert")
+            covered[cell] = route
+    uncovered = [cell_label(cell) for cell in CELLS if cell not in covered]
+    if uncovered:
+        raise file_error(path, f"no expert covers {', '.join(uncovered)}; add a route for it (or a wider one: brain, knee, acc4, acc8, all)")
+    classifier = node.get("classifier")
+    if router == "classifier" and classifier is None:
+        raise file_error(path, "router: classifier needs classifier: <checkpoint> (python -m utils.tools.train_router)")
+    return ExpertManifest(
+        path=path,
+        router=router,
+        classifier=None if classifier is None else _resolve(path, "classifier", classifier),
+        experts={str(route): _resolve(path, f"experts.{route}", value) for route, value in experts.items()},
+    )
+
+
+def manifest_text(router: str, classifier: Path | None, experts: dict[str, Path], folder: Path, comment: str = "") -> str:
+    """The YAML of a manifest in ``folder``, with paths written relative to it."""
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
+
+    lines = [f"# {line}" for line in comment.splitlines()] + [
+        f"router: {router}",
+        f"classifier: {relative(classifier) if classifier else 'null'}",
+        "experts:",
+        *[f"  {route}: {relative(path)}" for route, path in experts.items()],
+    ]
+    return "\n".join(lines) + "\n"

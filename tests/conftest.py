@@ -20,6 +20,16 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def fastmri_dir(tmp_path_factory) -> Path:
+    """The tiny preset as public-fastMRI-format multicoil files (6 brain, 6 knee), for the converter's tests."""
+    from utils.data.synthetic.generate import generate
+
+    out = tmp_path_factory.mktemp("fastmri") / "multicoil_train"
+    generate(out, "tiny", seed=430, workers=1, progress=False, file_format="fastmri")
+    return out
+
+
 @pytest.fixture
 def tiny_copy(tiny_data, tmp_path) -> Path:
     """A private copy of the whole tiny dataset that a test may change."""

@@ -14,6 +14,8 @@ one-line :class:`MainRankError` at once, instead of waiting in their next collec
 """
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -126,7 +128,16 @@ class Distributed:
         return result
 
     def close(self) -> None:
+        """Leave the process group and free it now, while the interpreter is fully alive.
+
+        The group's worker threads must end here: a gloo worker that drops its last collective's tensors
+        during interpreter finalization needs the GIL, is ended by Python there, and the process aborts
+        (``terminate called without an active exception``, exit -6, after a run that otherwise succeeded).
+        Collecting garbage first frees a DDP model caught in a reference cycle (its reducer holds the group),
+        so ``destroy_process_group`` drops the last reference and the group's destructor joins its threads.
+        """
         if self.enabled and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
 
@@ -145,6 +156,10 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device | None
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
+        # Imported before the group exists: importing torch._dynamo after it (DistributedDataParallel does on
+        # construction) keeps the group alive past destroy_process_group, with the consequence described in
+        # Distributed.close (seen with torch 2.13 and gloo).
+        importlib.import_module("torch._dynamo")
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size,
                                 store=_attempt_store(rank, world_size))
     return Distributed(rank, world_size, local_rank), device

@@ -139,12 +139,12 @@ def score_volume(
     Returns:
         two (S,) float64 arrays: ssim and ssim_full (NaN where the foreground is empty).
     """
-    mask = foreground_mask(target, anatomy)
     reconstruction = np.ascontiguousarray(reconstruction, dtype=np.float32)
     target = np.ascontiguousarray(target, dtype=np.float32)
-    if _on_cpu(device):
-        scores = [_slice_scores_cpu(r, t, m, max_value) for r, t, m in zip(reconstruction, target, mask)]
+    if _on_cpu(device):  # slice by slice, mask in uint8: no volume-sized temporaries (fresh pages cost more than the maths)
+        scores = [_slice_scores_cpu(r, t, foreground_mask(t, anatomy, np.uint8), max_value) for r, t in zip(reconstruction, target)]
         return np.array([s[0] for s in scores]), np.array([s[1] for s in scores])
+    mask = foreground_mask(target, anatomy)
     import torch  # only here: scoring on the CPU never imports torch (a second of start-up)
 
     from utils.metrics.ssim import leaderboard_ssim_map, masked_mean

@@ -35,18 +35,19 @@ def _morphology(binary: np.ndarray) -> np.ndarray:
     return cv2.erode(binary, _KERNEL, iterations=14)
 
 
-def foreground_mask(target: np.ndarray, anatomy: str) -> np.ndarray:
+def foreground_mask(target: np.ndarray, anatomy: str, dtype: type = np.float32) -> np.ndarray:
     """Leaderboard foreground mask of ``target``.
 
     Args:
         target: (H, W) or (S, H, W) ground-truth image(s) in ``image_label`` units.
         anatomy: 'brain' or 'knee' (picks the threshold).
+        dtype: of the result; ``np.uint8`` is OpenCV's own and saves a conversion (the CPU scorer uses it).
     Returns:
-        float32 array of ``target``'s shape holding 0 and 1.
+        array of ``target``'s shape and ``dtype`` holding 0 and 1.
     """
-    binary = (np.asarray(target) > foreground_threshold(anatomy)).astype(np.uint8)
+    binary = (np.asarray(target) > foreground_threshold(anatomy)).view(np.uint8)  # bool and uint8 share bytes
     if binary.ndim == 2:
-        return _morphology(binary).astype(np.float32)
+        return _morphology(binary).astype(dtype, copy=False)
     if binary.ndim != 3:
         raise ValueError(f"foreground_mask expects (H, W) or (S, H, W), got {binary.shape}")
-    return np.stack([_morphology(image) for image in binary]).astype(np.float32).reshape(binary.shape)
+    return np.stack([_morphology(image) for image in binary]).astype(dtype, copy=False).reshape(binary.shape)

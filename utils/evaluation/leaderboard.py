@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import ctypes
-import ctypes.util
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -236,6 +235,9 @@ def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -
     ]
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
 def retain_freed_memory() -> bool:
     """Let this process keep freed memory for its next arrays (glibc's ``mallopt``); False where unavailable.
 
@@ -246,14 +248,11 @@ def retain_freed_memory() -> bool:
     (``leaderboard_eval.py`` calls it); it changes no result.
     """
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl): keep the allocator's defaults
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into this process
+    except (OSError, AttributeError):  # no mallopt (macOS, musl): keep the allocator's defaults
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, 16 << 20) and mallopt(_M_TRIM_THRESHOLD, 128 << 20))
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def _score_pairs(

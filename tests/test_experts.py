@@ -268,6 +268,25 @@ def test_train_experts_runs_one_final_main_per_route_with_its_subset(tmp_path):
     assert refused.returncode == 2 and "data.subset" in refused.stderr
 
 
+@pytest.mark.parametrize("text, message", [
+    ("name: s\nexperts: {brain_acc4: [], brain_acc8: [], knee: []}\n", None),  # a valid set, for contrast
+    ("name: s\nexperts: {brain: [], knee_acc4: []}\n", "no expert covers knee_acc8"),
+    ("name: s\nexperts: {all: [], knee: []}\n", "experts.all and experts.knee both cover knee_acc4"),
+    ("name: s\nrouter: oracle\nexperts: {all: []}\n", "router: 'oracle' is not a router"),
+    ("name: s\nexperts: {liver: []}\n", "experts.liver is not a route"),
+    ("name: ../up\nexperts: {all: []}\n", "name must be a folder name"),
+])
+def test_broken_expert_sets_are_refused_before_any_training(tmp_path, text, message):
+    spec = tmp_path / "set.yaml"
+    spec.write_text(text)
+    run = _run("-m", "utils.tools.train_experts", str(spec), f"result_root={tmp_path}", "--dry-run")
+    if message is None:
+        assert run.returncode == 0, run.stderr
+        return
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error: {spec}: ") and message in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
 # --- the classifier router and the whole path (slow) ------------------------------------------------------------
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.errors import file_error
 from utils.inference.routing import ROUTERS
 
-__all__ = ["MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "is_manifest", "load_manifest", "manifest_text"]
+__all__ = ["MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "check_routes", "is_manifest", "load_manifest", "manifest_text"]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 CELLS = tuple((anatomy, acceleration) for anatomy in ANATOMIES for acceleration in ACCELERATIONS)
@@ -96,12 +96,27 @@ def load_manifest(path: str | Path) -> ExpertManifest:
     unknown = sorted(set(map(str, node)) - set(_KEYS))
     if unknown:
         raise file_error(path, f"unknown key '{unknown[0]}'; a manifest has {', '.join(_KEYS)}")
-    router = node.get("router", "rule")
+    router, experts = node.get("router", "rule"), node.get("experts")
+    check_routes(path, router, experts, "checkpoints")
+    classifier = node.get("classifier")
+    if router == "classifier" and classifier is None:
+        raise file_error(path, "router: classifier needs classifier: <checkpoint> (python -m utils.tools.train_router)")
+    return ExpertManifest(
+        path=path,
+        router=router,
+        classifier=None if classifier is None else _resolve(path, "classifier", classifier),
+        experts={str(route): _resolve(path, f"experts.{route}", value) for route, value in experts.items()},
+    )
+
+
+def check_routes(path: Path, router: object, experts: object, targets: str) -> None:
+    """What a manifest and an expert set (``utils/tools/train_experts.py``) both demand of their ``router`` and
+    ``experts``: a known router, and routes that cover every anatomy x acceleration exactly once. ``targets``
+    names what the routes map to, for the message. Each problem is a UserInputError naming ``path``."""
     if router not in ROUTERS:
         raise file_error(path, f"router: {router!r} is not a router; choose {' or '.join(ROUTERS)}")
-    experts = node.get("experts")
     if not isinstance(experts, dict) or not experts:
-        raise file_error(path, "experts must map routes (brain_acc4, ..., brain, knee, acc4, acc8, all) to checkpoints")
+        raise file_error(path, f"experts must map routes (brain_acc4, ..., brain, knee, acc4, acc8, all) to {targets}")
     covered: dict[tuple[str, int], str] = {}
     for route in map(str, experts):
         if route not in ROUTE_CELLS:
@@ -114,15 +129,6 @@ def load_manifest(path: str | Path) -> ExpertManifest:
     uncovered = [cell_label(cell) for cell in CELLS if cell not in covered]
     if uncovered:
         raise file_error(path, f"no expert covers {', '.join(uncovered)}; add a route for it (or a wider one: brain, knee, acc4, acc8, all)")
-    classifier = node.get("classifier")
-    if router == "classifier" and classifier is None:
-        raise file_error(path, "router: classifier needs classifier: <checkpoint> (python -m utils.tools.train_router)")
-    return ExpertManifest(
-        path=path,
-        router=router,
-        classifier=None if classifier is None else _resolve(path, "classifier", classifier),
-        experts={str(route): _resolve(path, f"experts.{route}", value) for route, value in experts.items()},
-    )
 
 
 def manifest_text(router: str, classifier: Path | None, experts: dict[str, Path], folder: Path, comment: str = "") -> str:

@@ -31,8 +31,7 @@ from omegaconf import OmegaConf
 
 from utils.atomic import atomic_path
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
-from utils.inference.manifest import ROUTE_CELLS, manifest_text
-from utils.inference.routing import ROUTERS
+from utils.inference.manifest import ROUTE_CELLS, check_routes, manifest_text
 
 __all__ = ["ExpertSetSpec", "load_expert_set_spec", "expert_command", "main"]
 
@@ -78,15 +77,8 @@ def load_expert_set_spec(path: str | Path) -> ExpertSetSpec:
     name = node.get("name")
     if not isinstance(name, str) or not name.strip() or "/" in name or name in (".", ".."):
         raise file_error(path, f"name must be a folder name, got {name!r}")
-    router = node.get("router", "rule")
-    if router not in ROUTERS:
-        raise file_error(path, f"router: {router!r} is not a router; choose {' or '.join(ROUTERS)}")
-    experts = node.get("experts")
-    if not isinstance(experts, dict) or not experts:
-        raise file_error(path, "experts must map routes (brain_acc4, ..., brain, knee, acc4, acc8) to override lists")
-    for route in map(str, experts):
-        if route not in ROUTE_CELLS:
-            raise file_error(path, f"experts.{route} is not a route; choose from {', '.join(ROUTE_CELLS)}")
+    router, experts = node.get("router", "rule"), node.get("experts")
+    check_routes(path, router, experts, "override lists")  # before hours of training, not when writing experts.yaml
     classifier = node.get("classifier")
     return ExpertSetSpec(
         path=path,

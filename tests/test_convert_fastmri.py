@@ -327,10 +327,9 @@ def test_two_workers_write_what_one_worker_writes(fastmri_dir, tmp_path):
 def test_converted_data_trains_reconstructs_and_scores(converted, tmp_path):
     """One epoch of a small model on part of the converted data (a brain volume: 2 steps; knee validation),
     then its leaderboard reconstruction and score."""
-    from hydra import compose, initialize_config_dir
 
     from reconstruct_from_ckpt import main as reconstruct_main
-    from tests.test_training import SMALL_MODEL
+    from tests.test_training import SMALL_MODEL, compose_config
     from utils.evaluation.leaderboard import score_leaderboard
     from utils.training.trainer import train
 
@@ -347,9 +346,7 @@ def test_converted_data_trains_reconstructs_and_scores(converted, tmp_path):
         f"data.root={root}", "data.synthetic_preset=null", f"result_root={tmp_path / 'result'}", "exp_name=fastmri",
         "training.epochs=1", "logger.mode=disabled", "data.num_workers=0", *SMALL_MODEL,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="demo", overrides=overrides)
-    state = train(cfg, progress=False)
+    state = train(compose_config("demo", overrides), progress=False)
     assert state.global_step == 2 and np.isfinite(state.train_loss_log).all() and 0 < state.best_metric < 1
 
     recon = tmp_path / "recon"

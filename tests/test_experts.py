@@ -11,10 +11,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.test_training import SMALL_MODEL
+from tests.test_training import SMALL_MODEL, compose_config
 from utils.data.dataset import SliceDataset
 from utils.data.layout import list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
@@ -36,13 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="demo", overrides=overrides)
-
-
 def _datasets(tiny_data: Path, *overrides: str) -> tuple[SliceDataset, SliceDataset]:
-    cfg = _compose([f"data.root={tiny_data}", "data.synthetic_preset=null", *overrides])
+    cfg = compose_config("demo", [f"data.root={tiny_data}", "data.synthetic_preset=null", *overrides])
     return build_datasets(cfg, tiny_data)
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from tests.conftest import write_reconstructions
-from tests.test_training import SMALL_MODEL
+from tests.test_training import SMALL_MODEL, compose_config
 from utils.data.dataset import SliceDataset
 from utils.errors import UserInputError
 from utils.evaluation.leaderboard import extreme_slices, score_leaderboard
@@ -133,8 +132,7 @@ def test_validation_keeps_one_middle_slice_per_anatomy_and_acceleration(tiny_dat
 
 
 def test_bad_figures_value_is_one_clear_error(tmp_path):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="demo", overrides=[f"result_root={tmp_path}", "training.figures=sometimes"])
+    cfg = compose_config("demo", [f"result_root={tmp_path}", "training.figures=sometimes"])
     with pytest.raises(UserInputError, match="training.figures"):
         train(cfg, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -205,9 +203,7 @@ def test_training_draws_the_validation_grid_and_the_curves(tiny_data, tmp_path):
         f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={tmp_path}", "exp_name=figs",
         "logger.mode=disabled", "training.epochs=1", "data.num_workers=0", *SMALL_MODEL,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="demo", overrides=overrides)
-    state = train(cfg, progress=False)
+    state = train(compose_config("demo", overrides), progress=False)
     figures = tmp_path / "figs/figures"
     assert sorted(p.name for p in figures.iterdir()) == ["curves.png", "val_epoch0.png"]
     groups = {f"{v.name.anatomy}_acc{v.name.acceleration}" for v in SliceDataset(tiny_data / "val").volumes}

@@ -28,7 +28,8 @@ SMALL_MODEL = [
 ]
 
 
-def _compose(config_name: str, overrides: list[str] = ()) -> object:
+def compose_config(config_name: str, overrides: list[str] = ()) -> object:
+    """A composed config of ``configs/`` (shared by the test modules)."""
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
@@ -39,7 +40,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("config_name", TOP_LEVEL_CONFIGS)
 def test_every_top_level_config_composes_and_builds(config_name):
-    cfg = _compose(config_name)
+    cfg = compose_config(config_name)
     check_config(cfg)
     model = build_model(cfg.model)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
@@ -51,7 +52,7 @@ def test_every_top_level_config_composes_and_builds(config_name):
 
 
 def test_final_recipe_is_the_entrys():
-    cfg = _compose("train_vessl_final")
+    cfg = compose_config("train_vessl_final")
     assert list(cfg.model.cascade_counts) == [5, 10, 3] and cfg.model.checkpointing
     assert cfg.optimizer._target_ == "torch.optim.NAdam" and cfg.optimizer.lr == 1e-3
     assert cfg.scheduler.gamma == 0.96 and cfg.training.epochs == 39 and cfg.training.grad_accumulation == 10
@@ -70,7 +71,7 @@ def test_final_recipe_is_the_entrys():
 )
 def test_bad_config_values_are_one_clear_error(override, key):
     with pytest.raises(UserInputError, match=key):
-        check_config(_compose("demo", [override]))
+        check_config(compose_config("demo", [override]))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_best_model_is_chosen_by_validation_ssim(trained_run):
 
 @pytest.mark.slow
 def test_a_second_run_never_overwrites_the_first(trained_run, tiny_data):
-    cfg = _compose("demo", [f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={trained_run.parent}", "exp_name=tiny", "logger.mode=disabled", *SMALL_MODEL])
+    cfg = compose_config("demo", [f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={trained_run.parent}", "exp_name=tiny", "logger.mode=disabled", *SMALL_MODEL])
     before = (trained_run / "checkpoints/model.pt").stat().st_mtime_ns
     with pytest.raises(UserInputError, match="training.resume=true"):
         train(cfg, progress=False)

@@ -23,7 +23,7 @@ import hydra
 from omegaconf import DictConfig
 
 from utils.errors import UserInputError, debug_requested, report_and_exit, run_cli
-from utils.training.setup import check_command_line
+from utils.training.build import check_command_line
 from utils.training.sweep import SweepJobs, current_invocation, sweep_naming_overrides
 from utils.training.trainer import train
 

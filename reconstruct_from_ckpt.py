@@ -33,12 +33,12 @@ import torch
 
 from utils.data.dataset import SliceDataset
 from utils.data.layout import ACCELERATIONS
+from utils.distributed import init_distributed
 from utils.errors import ArgumentParser, UserInputError, run_cli
-from utils.inference.experts import ExpertsServed, load_expert_set, reconstruct_folder_with_experts, routing_report
-from utils.inference.manifest import is_manifest
+from utils.experts.manifest import is_manifest
+from utils.experts.serve import ExpertsServed, load_expert_set, reconstruct_folder_with_experts, routing_report
+from utils.inference.load import load_reconstructor
 from utils.inference.reconstruct import ModelClock, format_timing, reconstruct_dataset
-from utils.inference.reconstructor import load_reconstructor
-from utils.training.distributed import init_distributed
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -22,7 +22,7 @@ import torch
 
 from tests.test_training import SMALL_MODEL
 from utils.model.builder import build_model, load_model_config
-from utils.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from utils.model.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRESS_BAR = re.compile(r"\d+%\|")  # a tqdm line; training-time cases may leave one on stderr

@@ -160,7 +160,7 @@ def test_negative_seed_is_a_config_error():
     from hydra import compose, initialize_config_dir
 
     from utils.errors import UserInputError
-    from utils.training.setup import check_config
+    from utils.training.build import check_config
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="demo", overrides=["seed=-1"])

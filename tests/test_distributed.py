@@ -21,7 +21,7 @@ from tests.test_training import SMALL_MODEL
 from utils.data.dataset import SliceDataset
 from utils.data.sampler import ShapeGroupedBatchSampler
 from utils.inference.reconstruct import volume_loader
-from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
+from utils.model.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.training.losses import MaskedSSIML1Loss
 from utils.training.validate import validate
 
@@ -125,8 +125,8 @@ def _nonfinite_worker(rank: int, world_size: int, port: int, out_dir: str) -> No
     from torch.nn.parallel import DistributedDataParallel
 
     from tests.test_recipe import _small_batches
+    from utils.distributed import Distributed
     from utils.model.feature_varnet import FeatureVarNet
-    from utils.training.distributed import Distributed
     from utils.training.interrupt import StopOnSignal
     from utils.training.loop import TrainState, train_one_epoch
     from utils.training.trainer import _weights_digest

@@ -1,4 +1,4 @@
-"""A DDP process ends without threads of its process group (utils/training/distributed.py, Distributed.close).
+"""A DDP process ends without threads of its process group (utils/distributed.py, Distributed.close).
 
 A gloo worker thread still alive in interpreter finalization can abort a run that otherwise succeeded
 (``terminate called without an active exception``, exit -6; seen in CI at about 1 in 20 two-process runs).
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKER = """
 import os, sys
 import torch
-from utils.training.distributed import init_distributed
+from utils.distributed import init_distributed
 
 def threads():
     return len(os.listdir("/proc/self/task"))

@@ -28,11 +28,11 @@ import torch
 
 from tests.test_distributed import REPO, TIMEOUT_S, _train
 from tests.test_training import SMALL_MODEL
+from utils.distributed import Distributed
 from utils.errors import UserInputError
+from utils.model.checkpoint import save_checkpoint
 from utils.training import elastic
-from utils.training.checkpoint import save_checkpoint
 from utils.training.checkpoint_policy import CheckpointTimer, DiskSpaceGuard, write_checkpoints
-from utils.training.distributed import Distributed
 
 LOGS = ("train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy", "train_step_loss_log.npy")
 FAST = ("training.figures=false",)
@@ -128,7 +128,7 @@ def test_only_a_restart_of_the_same_launch_resumes(monkeypatch, tmp_path):
 def test_a_restarted_group_gets_the_agent_store_scoped_to_its_attempt(monkeypatch):
     import torch.distributed as torch_dist
 
-    from utils.training.distributed import _attempt_store
+    from utils.distributed import _attempt_store
 
     monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
     assert _attempt_store(0, 2) is None  # not torchrun's shared store: init_process_group makes its own

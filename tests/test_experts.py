@@ -18,18 +18,18 @@ from utils.data.dataset import SliceDataset
 from utils.data.layout import list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
 from utils.errors import UserInputError
-from utils.evaluation.experts import validate_experts
-from utils.evaluation.routers import router_cases, score_router
-from utils.inference.experts import ExpertSet, load_expert_set
-from utils.inference.manifest import load_manifest
+from utils.experts.validate import validate_experts
+from utils.experts.measure import router_cases, score_router
+from utils.experts.serve import ExpertSet, load_expert_set
+from utils.experts.manifest import load_manifest
 from utils.inference.reconstruct import reconstruct_dataset
-from utils.inference.reconstructor import load_reconstructor
-from utils.inference.routing import (ACCELERATION_BOUNDARY, RouteDecision, Router, VolumeEvidence, acceleration_guess,
+from utils.inference.load import load_reconstructor
+from utils.experts.routing import (ACCELERATION_BOUNDARY, RouteDecision, Router, VolumeEvidence, acceleration_guess,
                                      read_evidence, rule_anatomy_guess)
 from utils.learning import test_part
 from utils.model.builder import build_model, load_model_config
-from utils.training.checkpoint import load_checkpoint, save_checkpoint
-from utils.training.setup import build_datasets
+from utils.model.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.build import build_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600
@@ -285,7 +285,7 @@ def test_broken_expert_sets_are_refused_before_any_training(tmp_path, text, mess
 
 @pytest.mark.slow
 def test_the_classifier_trains_reports_its_accuracy_and_routes_with_the_rule_as_fallback(tiny_data, tmp_path):
-    from utils.model.anatomy_classifier import load_classifier
+    from utils.experts.classifier import load_classifier
     from utils.tools.train_router import evaluate, load_split
 
     out = tmp_path / "classifier.pt"

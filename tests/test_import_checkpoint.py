@@ -13,8 +13,8 @@ import torch
 
 from utils.errors import UserInputError
 from utils.model.builder import build_model, load_model_config
+from utils.model.checkpoint import load_checkpoint, save_checkpoint
 from utils.tools.import_checkpoint import import_checkpoint
-from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ from utils.inference.reconstruct import HARNESS_WARMUP_SLICES
 from utils.inference.writer import ReconstructionWriter
 from utils.learning import test_part
 from utils.model.builder import build_model, load_model_config
-from utils.training.checkpoint import save_checkpoint
+from utils.model.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600

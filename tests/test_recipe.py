@@ -15,12 +15,12 @@ from tests.test_model_network import equispaced_mask
 from tests.test_training import SMALL_MODEL, _run
 from utils.errors import UserInputError
 from utils.model.feature_varnet import FeatureVarNet
-from utils.training.checkpoint import load_checkpoint
+from utils.model.checkpoint import load_checkpoint
 from utils.data.transforms import Sample
 from utils.training.interrupt import StopOnSignal
 from utils.training.loop import AMP_DTYPES, TrainState, make_grad_scaler, train_one_epoch
 from utils.training.losses import MaskedSSIML1Loss
-from utils.training.setup import build_datasets, build_optimizer, build_scheduler, check_config
+from utils.training.build import build_datasets, build_optimizer, build_scheduler, check_config
 from utils.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

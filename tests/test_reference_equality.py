@@ -11,10 +11,10 @@ import torch
 
 from utils.metrics.foreground import foreground_mask
 from utils.model.builder import build_model, load_model_config
+from utils.model.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.model.reference_weights import REFERENCE_OPTIONS, convert_state_dict
 from utils.mri.crop import center_crop_or_pad
 from utils.tools.import_checkpoint import import_checkpoint
-from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.training.losses import MaskedSSIML1Loss
 
 CASES = ("square_symmetric_acs", "odd_size_asymmetric_acs", "brain_like_acs")

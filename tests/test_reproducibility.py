@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-import utils.training.checkpoint as checkpoint_module
+import utils.model.checkpoint as checkpoint_module
 from utils.data.dataset import SliceDataset
 from utils.data.transforms import to_sample
 from utils.errors import UserInputError

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 
 from tests.test_training import SMALL_MODEL
 from utils.errors import UserInputError
+from utils.model.checkpoint import save_checkpoint
 from utils.tools import summarize_runs
-from utils.training.checkpoint import save_checkpoint
+from utils.training.build import check_command_line, check_config
 from utils.training.logger import write_history
-from utils.training.setup import check_command_line, check_config
 from utils.training.sweep import RUN_RECORD, Invocation, SweepJobs, job_config, sweep_job_name, sweep_naming_overrides
 
 REPO = Path(__file__).resolve().parents[1]

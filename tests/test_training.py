@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_dir
 from utils.errors import UserInputError
 from utils.evaluation.official_reference import official_folder_ssim
 from utils.model.builder import build_model
-from utils.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from utils.training.setup import build_loss, build_optimizer, build_scheduler, check_config
+from utils.model.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from utils.training.build import build_loss, build_optimizer, build_scheduler, check_config
 from utils.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

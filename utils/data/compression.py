@@ -16,12 +16,15 @@ change of basis that leaves the RSS image unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
+from utils.errors import UserInputError
 from utils.mri.acs import acs_bounds
 
-__all__ = ["COMPRESSION_METHODS", "CoilCompressor", "calibration_columns", "scc_matrix", "gcc_matrices", "ifft_readout",
+__all__ = ["COMPRESSION_METHODS", "CoilCompressor", "build_compressor", "calibration_columns", "scc_matrix", "gcc_matrices", "ifft_readout",
            "fft_readout"]
 
 COMPRESSION_METHODS = ("scc", "gcc")
@@ -96,3 +99,14 @@ class CoilCompressor:
         hybrid = ifft_readout(kspace)
         matrices = gcc_matrices(hybrid[..., columns], self.num_coils, self.window)
         return fft_readout(np.einsum("hcn,chw->nhw", matrices.conj(), hybrid)).astype(np.complex64)
+
+
+def build_compressor(compressor_cfg: DictConfig | Mapping[str, Any] | None) -> CoilCompressor | None:
+    """``compressor/*.yaml`` -> a :class:`CoilCompressor`, or None for ``method: null``."""
+    if not compressor_cfg or compressor_cfg.get("method") in (None, "none"):
+        return None
+    node = dict(OmegaConf.to_container(compressor_cfg, resolve=True)) if isinstance(compressor_cfg, DictConfig) else dict(compressor_cfg)
+    try:
+        return CoilCompressor(**node)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"the compressor config cannot be built: {err}") from None

@@ -11,7 +11,7 @@ into it; where there is none, ``args.exp_dir / "experts.yaml"``, an expert manif
 ``exp_dir = ../result/experts4``): each volume is then routed at its first ``recon_slice`` call (timed, as
 it should be) and all its slices go to that expert. Each slice gets exactly the input
 ``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's coil compression;
-:mod:`utils.inference.reconstructor`), so both paths produce the same reconstructions.
+:mod:`utils.inference.load`), so both paths produce the same reconstructions.
 """
 from __future__ import annotations
 
@@ -26,22 +26,22 @@ from utils.data.h5 import open_h5, read_kspace_info
 from utils.data.layout import parse_volume_name
 from utils.data.transforms import RawSlice
 from utils.errors import file_error
-from utils.inference.experts import ExpertSet, load_expert_set
-from utils.inference.reconstructor import Reconstructor, load_reconstructor
-from utils.inference.routing import ROUTE_SLICES, make_evidence
+from utils.experts.manifest import EXPERT_MANIFEST_NAME
+from utils.experts.routing import ROUTE_SLICES, make_evidence
+from utils.experts.serve import ExpertSet, load_expert_set
+from utils.inference.load import Reconstructor, load_reconstructor
 
 __all__ = ["INPUT_KIND", "load_model", "prep_volume", "recon_slice"]
 
 INPUT_KIND = "kspace"
 CHECKPOINT_NAME = "best_model.pt"
-MANIFEST_NAME = "experts.yaml"  # what utils.tools.train_experts writes in the set's folder
 log = logging.getLogger("routing")
 
 
 def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertSet:
     """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode, or the expert set of
     ``args.exp_dir / experts.yaml`` when there is no such checkpoint."""
-    checkpoint, manifest = Path(args.exp_dir) / CHECKPOINT_NAME, Path(args.exp_dir) / MANIFEST_NAME
+    checkpoint, manifest = Path(args.exp_dir) / CHECKPOINT_NAME, Path(args.exp_dir) / EXPERT_MANIFEST_NAME
     if not checkpoint.exists() and manifest.is_file():
         return load_expert_set(manifest, torch.device(device))
     return load_reconstructor(checkpoint, torch.device(device))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserInputError, file_error, run_cli
-from utils.training.checkpoint import load_checkpoint
+from utils.model.checkpoint import load_checkpoint
 
 LOGS = (
     ("train_step_loss_log.npy", "step"),

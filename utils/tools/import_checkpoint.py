@@ -38,8 +38,8 @@ from omegaconf import OmegaConf
 
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
 from utils.model.builder import build_model
+from utils.model.checkpoint import CHECKPOINT_FORMAT, save_checkpoint, weights_mismatch
 from utils.model.reference_weights import LAYOUTS, convert_state_dict, detect_layout
-from utils.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint, weights_mismatch
 
 __all__ = ["ALLOWED_CONFIG_CLASSES", "read_foreign_checkpoint", "import_checkpoint", "main"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from utils.errors import ArgumentParser, UserInputError, run_cli
-from utils.evaluation.routers import acceleration_rule_rates, format_confusion, router_cases, score_router
-from utils.inference.routing import Router
+from utils.experts.measure import acceleration_rule_rates, format_confusion, router_cases, score_router
+from utils.experts.routing import Router
 
 __all__ = ["main"]
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str]) -> int:
     augmented = [case for case in cases if case.kind != "file mask"]
     routers = {"rule": Router("rule")}
     if args.classifier:
-        from utils.model.anatomy_classifier import load_classifier
+        from utils.experts.classifier import load_classifier
 
         classifier, record = load_classifier(args.classifier)
         print(f"classifier {args.classifier}: validation accuracy {record.get('val_slice_accuracy', float('nan')):.4f} "

@@ -6,7 +6,7 @@
     python -m utils.tools.train_experts configs/experts/four.yaml --dry-run             # print the commands only
 
 An expert set (``configs/experts/*.yaml``) names a recipe and its experts by route (``brain_acc4``, ``brain``,
-``acc8``, ...; :mod:`utils.inference.manifest`). Each expert is one ``final_main.py`` run with
+``acc8``, ...; :mod:`utils.experts.manifest`). Each expert is one ``final_main.py`` run with
 ``data.subset`` set from its route (:mod:`utils.data.subset`), in ``<result_root>/<name>/<route>/`` (its own
 run folder, checkpoints and best_model.pt, as a sweep job's), with the set's overrides, then its own, then
 those of the command line. ``training.init_from=`` on the command line fine-tunes every expert from one shared
@@ -31,13 +31,12 @@ from omegaconf import OmegaConf
 
 from utils.atomic import atomic_path
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
-from utils.inference.manifest import ROUTE_CELLS, check_routes, manifest_text
+from utils.experts.manifest import EXPERT_MANIFEST_NAME, ROUTE_CELLS, check_routes, manifest_text
 
 __all__ = ["ExpertSetSpec", "load_expert_set_spec", "expert_command", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs"
-MANIFEST_NAME = "experts.yaml"
 RESERVED = ("exp_name", "data.subset.anatomy", "data.subset.acceleration")  # set by the tool for every expert
 
 
@@ -164,7 +163,7 @@ def main(argv: Sequence[str]) -> int:
         if status != 0:
             failures.append((route, status))
     checkpoints = {route: set_root / route / "checkpoints" / "best_model.pt" for route in spec.experts}
-    manifest = set_root / MANIFEST_NAME
+    manifest = set_root / EXPERT_MANIFEST_NAME
     if args.dry_run:
         print(f"would write {manifest}")
         return 0

@@ -4,7 +4,7 @@
     python -m utils.tools.train_router --data ../Data_demo --out ../result/router/demo.pt --steps 200
 
 Reads the zero-filled ``image_input`` of every slice of ``<data>/train/image`` (both accelerations), trains
-:class:`~utils.model.anatomy_classifier.AnatomyClassifier` (Adam, random horizontal and vertical flips,
+:class:`~utils.experts.classifier.AnatomyClassifier` (Adam, random horizontal and vertical flips,
 seeded: the same run gives the same weights on the CPU) and reports its accuracy on ``<data>/val/image``
 per slice and per volume (the router's decision: mean probability over the central slices). The leaderboard
 is never read. The checkpoint holds the weights and that record.
@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from utils.data.h5 import open_h5, require_dataset
 from utils.data.layout import list_volumes, parse_volume_name
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
-from utils.inference.routing import ROUTE_SLICES
-from utils.model.anatomy_classifier import ANATOMY_CLASSES, AnatomyClassifier, classifier_input, predict_anatomy, save_classifier
+from utils.experts.classifier import ANATOMY_CLASSES, AnatomyClassifier, classifier_input, predict_anatomy, save_classifier
+from utils.experts.routing import ROUTE_SLICES
 
 __all__ = ["load_split", "train_classifier", "evaluate", "main"]
 

@@ -16,8 +16,8 @@ from typing import Sequence
 import torch
 
 from utils.errors import ArgumentParser, UserInputError, run_cli
-from utils.evaluation.experts import format_validation, validate_experts
-from utils.inference.experts import load_expert_set
+from utils.experts.serve import load_expert_set
+from utils.experts.validate import format_validation, validate_experts
 
 __all__ = ["main"]
 

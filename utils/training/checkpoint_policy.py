@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from utils.errors import file_error
-from utils.training.checkpoint import save_checkpoint
+from utils.model.checkpoint import save_checkpoint
 
 __all__ = ["CheckpointTimer", "DiskSpaceGuard", "checkpoint_bytes", "write_checkpoints"]
 

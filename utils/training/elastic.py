@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from utils.training.distributed import Distributed
+from utils.distributed import Distributed
 
 __all__ = ["restart_count", "launch_id", "checkpoint_launch", "resume_after_restart", "kill_point_for_tests"]
 

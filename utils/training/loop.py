@@ -25,9 +25,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.distributed import Distributed
 from utils.errors import UserInputError
 from utils.inference.reconstruct import run_model
-from utils.training.distributed import Distributed
 from utils.training.interrupt import Interrupted, StopOnSignal
 
 __all__ = ["AMP_DTYPES", "TrainState", "make_grad_scaler", "train_one_epoch"]

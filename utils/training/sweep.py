@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from utils.atomic import atomic_path
 from utils.errors import EXIT_USER_ERROR, UserInputError, debug_requested, one_line
-from utils.training.setup import check_config
+from utils.training.build import check_config
 
 __all__ = ["sweep_job_name", "sweep_naming_overrides", "Invocation", "current_invocation", "job_config",
            "SweepJobs", "RUN_RECORD", "read_run_record"]

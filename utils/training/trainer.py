@@ -10,7 +10,7 @@
       hydra/<time>/                resolved config, overrides and the text log of each invocation
       wandb/                       W&B files (logger.mode offline or online)
 
-Under ``torchrun`` (see :mod:`utils.training.distributed`) every rank trains on its shard through
+Under ``torchrun`` (see :mod:`utils.distributed`) every rank trains on its shard through
 DistributedDataParallel and validates its share of the volumes; only rank 0 writes anything.
 """
 from __future__ import annotations
@@ -37,16 +37,16 @@ from utils.inference.reconstruct import volume_loader
 from utils.inference.writer import ReconstructionWriter
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
-from utils.training.checkpoint import load_checkpoint, weights_mismatch
+from utils.model.checkpoint import load_checkpoint, weights_mismatch
 from utils.training.checkpoint_policy import CheckpointTimer, DiskSpaceGuard, write_checkpoints
-from utils.training.distributed import Distributed, init_distributed
+from utils.distributed import Distributed, init_distributed
 from utils.training.elastic import kill_point_for_tests, launch_id, resume_after_restart
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger, write_history
 from utils.training.loop import TrainState, make_grad_scaler, train_one_epoch
 from utils.training.rng import capture_rng_state, configure_determinism, restore_rng_state, seed_everything, seed_worker
 from utils.training.schedulers import is_plateau
-from utils.training.setup import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
+from utils.training.build import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
 from utils.training.validate import validate
 
 __all__ = ["TrainState", "train"]

@@ -22,13 +22,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.data.dataset import SliceDataset
+from utils.distributed import Distributed
 from utils.figures import ComparisonRow
 from utils.inference.reconstruct import run_model
 from utils.metrics.ssim import leaderboard_ssim_map
 from utils.mri.coils import rss_complex
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
 from utils.mri.fft import ifft2c
-from utils.training.distributed import Distributed
 
 __all__ = ["ValidationResult", "validate"]
 

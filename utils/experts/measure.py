@@ -18,7 +18,7 @@ import numpy as np
 
 from utils.data.layout import ACCELERATIONS, ANATOMIES, list_volumes, parse_volume_name
 from utils.data.mask_types import MASK_TYPES, sample_mask
-from utils.inference.routing import RouteDecision, Router, VolumeEvidence, acceleration_guess, make_evidence, read_central_slices
+from utils.experts.routing import RouteDecision, Router, VolumeEvidence, acceleration_guess, make_evidence, read_central_slices
 
 __all__ = ["RouterCase", "router_cases", "RouterScore", "score_router", "format_confusion", "acceleration_rule_rates"]
 

@@ -21,7 +21,7 @@ above ``sqrt(5e-4 * 1e-4) = 2.2e-4`` for brain and below for knee (volume maxima
 SPEC §1). The rule is sure when both agree; another H, or a disagreement (fastMRI brain k-space has H = 640,
 or data scaled differently), is *unsure*.
 
-**Anatomy, classifier router**: the CNN of :mod:`utils.model.anatomy_classifier` on the zero-filled central
+**Anatomy, classifier router**: the CNN of :mod:`utils.experts.classifier` on the zero-filled central
 slices, mean probability over them; sure when the chosen class has probability >= 0.9.
 
 **Unsure** is never silent: the decision carries its reasons and every report prints them. The fallback for
@@ -192,7 +192,7 @@ def rule_anatomy_guess(evidence: VolumeEvidence) -> Guess:
 
 
 class Router:
-    """``router: rule`` or ``router: classifier`` (an :class:`~utils.model.anatomy_classifier.AnatomyClassifier`,
+    """``router: rule`` or ``router: classifier`` (an :class:`~utils.experts.classifier.AnatomyClassifier`,
     needed by ``classifier``, optional for ``rule``: it is then the fallback when the rule is unsure)."""
 
     def __init__(self, kind: str, classifier: torch.nn.Module | None = None, device: torch.device | str = "cpu"):
@@ -203,7 +203,7 @@ class Router:
         self.kind, self.classifier, self.device = kind, classifier, torch.device(device)
 
     def classifier_guess(self, evidence: VolumeEvidence) -> Guess:
-        from utils.model.anatomy_classifier import predict_anatomy  # torch model code only when a classifier is used
+        from utils.experts.classifier import predict_anatomy  # torch model code only when a classifier is used
 
         anatomy, probability = predict_anatomy(self.classifier, evidence.zero_filled, self.device)
         why = f"classifier p({anatomy}) = {probability:.3f} over {len(evidence.zero_filled)} slices"

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from utils.data.augment import AugmentSchedule, ImageAugment, MaskAugment, TrainingTransform
-from utils.data.compression import CoilCompressor
+from utils.data.compression import CoilCompressor, build_compressor
 from utils.data.dataset import SliceDataset
 from utils.data.subset import DataSubset
 from utils.data.transforms import ApplyFileMask
@@ -25,7 +25,7 @@ from utils.errors import UserInputError
 from utils.training.logger import LOGGER_MODES
 from utils.training.schedulers import scheduler_arguments
 
-__all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data", "build_compressor", "build_train_transform", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
+__all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data", "build_train_transform", "build_datasets", "build_optimizer", "build_scheduler", "build_loss"]
 
 log = logging.getLogger("train")
 SCHEDULER_INTERVALS = ("epoch", "step")
@@ -105,17 +105,6 @@ def prepare_data(data_cfg: DictConfig, seed: int) -> Path:
         if written:
             log.info("generated %d synthetic '%s' volumes under %s", len(written), data_cfg.synthetic_preset, root)
     return root
-
-
-def build_compressor(compressor_cfg: DictConfig | dict | None) -> CoilCompressor | None:
-    """``compressor/*.yaml`` -> a :class:`CoilCompressor`, or None for ``method: null``."""
-    if not compressor_cfg or compressor_cfg.get("method") in (None, "none"):
-        return None
-    node = dict(OmegaConf.to_container(compressor_cfg, resolve=True)) if isinstance(compressor_cfg, DictConfig) else dict(compressor_cfg)
-    try:
-        return CoilCompressor(**node)
-    except (TypeError, ValueError) as err:
-        raise UserInputError(f"the compressor config cannot be built: {err}") from None
 
 
 def build_train_transform(augment_cfg: DictConfig, epochs: int, compressor: CoilCompressor | None) -> TrainingTransform | ApplyFileMask:

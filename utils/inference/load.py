@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from utils.data.compression import build_compressor
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
-from utils.training.checkpoint import load_checkpoint, model_from_checkpoint
-from utils.training.setup import build_compressor
+from utils.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 __all__ = ["Reconstructor", "load_reconstructor"]
 

@@ -16,7 +16,7 @@ import torch
 
 from utils.data.dataset import SliceDataset
 from utils.data.layout import parse_volume_name
-from utils.inference.experts import ExpertSet, route_volumes
+from utils.experts.serve import ExpertSet, route_volumes
 from utils.inference.reconstruct import run_model, volume_loader
 from utils.metrics.ssim import leaderboard_ssim_map
 from utils.mri.coils import rss_complex

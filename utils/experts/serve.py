@@ -1,11 +1,11 @@
 """Reconstruction with experts: load a manifest's router and checkpoints, route each volume once, reconstruct
 it with its expert, and report who served what and what it cost.
 
-Every checkpoint goes through the one loader, :func:`~utils.inference.reconstructor.load_reconstructor` (a
+Every checkpoint goes through the one loader, :func:`~utils.inference.load.load_reconstructor` (a
 checkpoint named by several routes is loaded once), and keeps the input transform it was trained with. A
 checkpoint trained on a ``data.subset`` (:mod:`utils.data.subset`) must cover the routes it is named for: a
 knee expert under ``brain_acc4`` is refused before anything is reconstructed. A volume is routed from its
-mask and central slices (:mod:`utils.inference.routing`), then all its slices go to one expert.
+mask and central slices (:mod:`utils.experts.routing`), then all its slices go to one expert.
 """
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import torch
 
 from utils.data.dataset import SliceDataset
 from utils.data.layout import list_volumes, parse_volume_name
 from utils.data.subset import DataSubset
 from utils.errors import UserInputError, file_error
-from utils.inference.manifest import ROUTE_CELLS, ExpertManifest, cell_label, load_manifest
+from utils.experts.manifest import ROUTE_CELLS, ExpertManifest, cell_label, load_manifest
+from utils.experts.routing import RouteDecision, Router, read_evidence
+from utils.inference.load import Reconstructor, load_reconstructor
 from utils.inference.reconstruct import LEADERBOARD_SLICES, TIME_BUDGET_S, ModelClock, reconstruct_dataset
-from utils.inference.reconstructor import Reconstructor, load_reconstructor
-from utils.inference.routing import RouteDecision, Router, read_evidence
 
 __all__ = ["LEADERBOARD_VOLUMES", "ExpertSet", "RoutedVolume", "load_expert_set", "route_volumes", "reconstruct_folder_with_experts",
            "ExpertsServed", "routing_report"]
@@ -67,7 +68,7 @@ def load_expert_set(manifest: ExpertManifest | str | Path, device: torch.device)
     manifest = manifest if isinstance(manifest, ExpertManifest) else load_manifest(manifest)
     classifier = None
     if manifest.classifier is not None:
-        from utils.model.anatomy_classifier import load_classifier
+        from utils.experts.classifier import load_classifier
 
         classifier, _ = load_classifier(manifest.classifier, device)
     loaded: dict[Path, Reconstructor] = {}

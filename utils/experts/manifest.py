@@ -1,7 +1,7 @@
 """Expert manifests: which checkpoint reconstructs which anatomy x acceleration, and which router decides.
 
     # experts.yaml (python -m utils.tools.train_experts writes one); paths are relative to this file
-    router: rule                 # rule | classifier (utils/inference/routing.py)
+    router: rule                 # rule | classifier (utils/experts/routing.py)
     classifier: null             # anatomy classifier checkpoint (python -m utils.tools.train_router): needed by
                                  # router: classifier; with router: rule, the fallback when the rule is unsure
     experts:                     # route -> checkpoint; every anatomy x acceleration covered exactly once
@@ -25,10 +25,11 @@ import yaml
 
 from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.errors import file_error
-from utils.inference.routing import ROUTERS
+from utils.experts.routing import ROUTERS
 
-__all__ = ["MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "check_routes", "is_manifest", "load_manifest", "manifest_text"]
+__all__ = ["EXPERT_MANIFEST_NAME", "MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "check_routes", "is_manifest", "load_manifest", "manifest_text"]
 
+EXPERT_MANIFEST_NAME = "experts.yaml"  # the manifest of an expert set, in the set's folder (train_experts writes it)
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 CELLS = tuple((anatomy, acceleration) for anatomy in ANATOMIES for acceleration in ACCELERATIONS)
 ROUTE_CELLS: dict[str, tuple[tuple[str, int], ...]] = {

@@ -13,10 +13,9 @@ import argparse
 from typing import Sequence
 
 from utils.errors import ArgumentParser, UserInputError, run_cli
-from utils.evaluation.leaderboard import (
-    DEFAULT_KEY, check_csv_path, check_figures_dir, format_report, retain_freed_memory, score_leaderboard, write_csv,
-    write_figures,
-)
+from utils.evaluation.leaderboard import DEFAULT_KEY, score_leaderboard
+from utils.evaluation.memory import retain_freed_memory
+from utils.evaluation.report import check_csv_path, check_figures_dir, format_report, write_csv, write_figures
 from utils.figures import require_matplotlib
 
 

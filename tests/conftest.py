@@ -9,6 +9,16 @@ import h5py
 import numpy as np
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_config(config_name: str = "demo", overrides=(), hydra: bool = False):
+    """A composed config of ``configs/`` (the one compose helper of the test modules); ``hydra`` keeps the hydra node."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra)
+
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from utils.data.challenge_writer import NO_GRAPPA_NOTE
 import utils.data.convert_fastmri.convert as convert_module
+from utils.data.challenge_writer import NO_GRAPPA_NOTE
 from utils.data.convert_fastmri.convert import MANIFEST_NAME, convert
 from utils.data.convert_fastmri.plan import CHALLENGE_SPLIT, MaskSpec, plan_conversion, split_counts
 from utils.data.convert_fastmri.sources import SourceVolume
@@ -329,7 +329,8 @@ def test_converted_data_trains_reconstructs_and_scores(converted, tmp_path):
     then its leaderboard reconstruction and score."""
 
     from reconstruct_from_ckpt import main as reconstruct_main
-    from tests.test_training import SMALL_MODEL, compose_config
+    from tests.conftest import compose_config
+    from tests.test_training import SMALL_MODEL
     from utils.evaluation.leaderboard import score_leaderboard
     from utils.training.trainer import train
 

@@ -13,19 +13,19 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.test_training import SMALL_MODEL, compose_config
+from tests.conftest import compose_config
+from tests.test_training import SMALL_MODEL
 from utils.data.dataset import SliceDataset
 from utils.data.layout import list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
 from utils.errors import UserInputError
-from utils.experts.validate import validate_experts
-from utils.experts.measure import router_cases, score_router
-from utils.experts.serve import ExpertSet, load_expert_set
 from utils.experts.manifest import load_manifest
-from utils.inference.reconstruct import reconstruct_dataset
+from utils.experts.measure import router_cases, score_router
+from utils.experts.routing import ACCELERATION_BOUNDARY, RouteDecision, Router, VolumeEvidence, acceleration_guess, read_evidence, rule_anatomy_guess
+from utils.experts.serve import ExpertSet, load_expert_set
+from utils.experts.validate import validate_experts
 from utils.inference.load import load_reconstructor
-from utils.experts.routing import (ACCELERATION_BOUNDARY, RouteDecision, Router, VolumeEvidence, acceleration_guess,
-                                     read_evidence, rule_anatomy_guess)
+from utils.inference.reconstruct import reconstruct_dataset
 from utils.learning import test_part
 from utils.model.builder import build_model, load_model_config
 from utils.model.checkpoint import load_checkpoint, save_checkpoint

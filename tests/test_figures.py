@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_reconstructions
-from tests.test_training import SMALL_MODEL, compose_config
+from tests.conftest import compose_config, write_reconstructions
+from tests.test_training import SMALL_MODEL
 from utils.data.dataset import SliceDataset
 from utils.errors import UserInputError
-from utils.evaluation.leaderboard import extreme_slices, score_leaderboard
+from utils.evaluation.leaderboard import score_leaderboard
+from utils.evaluation.report import extreme_slices
 from utils.figures import (
     CURVES_PX, HISTOGRAM_PANEL_PX, ComparisonRow, comparison_grid_size, draw_comparison_grid, draw_curves,
     draw_ssim_histograms, error_scale,

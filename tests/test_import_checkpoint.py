@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import compose_config
 from utils.errors import UserInputError
 from utils.model.builder import build_model, load_model_config
 from utils.model.checkpoint import load_checkpoint, save_checkpoint
@@ -182,13 +183,6 @@ SMALL_VARNET = ["model.cascade_counts=[0,0,1]", "model.sens_chans=2", "model.sen
                 "model.image_pools=2", "model.identity_init=false"]
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="demo", overrides=overrides)
-
-
 @pytest.mark.slow
 def test_init_from_starts_training_at_the_imported_weights_and_records_it(tiny_data, tmp_path, caplog):
     from utils.training.trainer import train
@@ -200,7 +194,7 @@ def test_init_from_starts_training_at_the_imported_weights_and_records_it(tiny_d
     common = [f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={tmp_path / 'result'}", "training.epochs=1",
               "logger.mode=disabled", "data.num_workers=0", "optimizer.lr=1e-12"]
     with caplog.at_level(logging.INFO):
-        state = train(_compose([*common, "exp_name=finetune", f"training.init_from={imported}", *SMALL_VARNET]), progress=False)
+        state = train(compose_config("demo", [*common, "exp_name=finetune", f"training.init_from={imported}", *SMALL_VARNET]), progress=False)
     assert "initialised the model from" in caplog.text and "fastmri" in caplog.text
     assert state.init_from["origin"]["layout"] == "fastmri" and state.init_from["sha256"]
     checkpoint = load_checkpoint(tmp_path / "result/finetune/checkpoints/model.pt")
@@ -211,7 +205,7 @@ def test_init_from_starts_training_at_the_imported_weights_and_records_it(tiny_d
     assert checkpoint["optimizer"]["state"][0]["step"].item() == state.global_step  # a fresh optimizer
 
     with pytest.raises(UserInputError, match=r"training.init_from.*missing"):
-        train(_compose([*common, "exp_name=wrong_model", f"training.init_from={imported}", *SMALL_VARNET,
+        train(compose_config("demo", [*common, "exp_name=wrong_model", f"training.init_from={imported}", *SMALL_VARNET,
                         "model.cascade_counts=[0,0,2]"]), progress=False)
     with pytest.raises(UserInputError, match="not a checkpoint of this repository"):
-        train(_compose([*common, "exp_name=foreign", f"training.init_from={source}", *SMALL_VARNET]), progress=False)
+        train(compose_config("demo", [*common, "exp_name=foreign", f"training.init_from={source}", *SMALL_VARNET]), progress=False)

@@ -12,7 +12,8 @@ import torch
 
 from tests.conftest import write_reconstructions
 from utils.errors import UserInputError
-from utils.evaluation.leaderboard import retain_freed_memory, score_leaderboard
+from utils.evaluation.leaderboard import score_leaderboard
+from utils.evaluation.memory import retain_freed_memory
 from utils.evaluation.official_reference import official_folder_ssim
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,27 +8,22 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from tests.conftest import compose_config
 from tests.test_model_network import equispaced_mask
 from tests.test_training import SMALL_MODEL, _run
-from utils.errors import UserInputError
-from utils.model.feature_varnet import FeatureVarNet
-from utils.model.checkpoint import load_checkpoint
 from utils.data.transforms import Sample
+from utils.errors import UserInputError
+from utils.model.checkpoint import load_checkpoint
+from utils.model.feature_varnet import FeatureVarNet
+from utils.training.build import build_datasets, build_optimizer, build_scheduler, check_config
 from utils.training.interrupt import StopOnSignal
 from utils.training.loop import AMP_DTYPES, TrainState, make_grad_scaler, train_one_epoch
 from utils.training.losses import MaskedSSIML1Loss
-from utils.training.build import build_datasets, build_optimizer, build_scheduler, check_config
 from utils.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _compose(overrides=()):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="demo", overrides=list(overrides))
 
 
 def _tiny_overrides(tiny_data: Path, result_root: Path, exp_name: str, *extra: str) -> list[str]:
@@ -40,13 +35,13 @@ def _tiny_overrides(tiny_data: Path, result_root: Path, exp_name: str, *extra: s
 
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("nadam", torch.optim.NAdam), ("radam", torch.optim.RAdam)])
 def test_every_optimizer_config_builds_with_the_configured_lr(name, cls):
-    cfg = _compose([f"optimizer={name}", "optimizer.lr=2e-4"])
+    cfg = compose_config("demo", [f"optimizer={name}", "optimizer.lr=2e-4"])
     optimizer = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2).parameters())
     assert type(optimizer) is cls and optimizer.param_groups[0]["lr"] == 2e-4
 
 
 def _lrs(scheduler_name: str, epochs: int, steps_per_epoch: int, overrides=()) -> tuple[list[float], str]:
-    cfg = _compose([f"scheduler={scheduler_name}", "optimizer.lr=1e-3", *overrides])
+    cfg = compose_config("demo", [f"scheduler={scheduler_name}", "optimizer.lr=1e-3", *overrides])
     optimizer = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2).parameters())
     scheduler, interval = build_scheduler(cfg.scheduler, optimizer, epochs, steps_per_epoch)
     lrs = []
@@ -72,7 +67,7 @@ def test_schedules_step_at_their_granularity_and_span_the_whole_run():
 
 
 def test_plateau_schedule_lowers_the_lr_when_validation_ssim_stalls():
-    cfg = _compose(["scheduler=plateau", "scheduler.patience=1"])
+    cfg = compose_config("demo", ["scheduler=plateau", "scheduler.patience=1"])
     optimizer = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2).parameters())
     scheduler, _ = build_scheduler(cfg.scheduler, optimizer, 10, 5)
     for ssim in (0.80, 0.85, 0.85, 0.85):
@@ -139,18 +134,18 @@ def test_fp16_training_loop_scales_the_loss_steps_and_keeps_the_scaler_state():
 
 def test_recipe_values_are_checked():
     with pytest.raises(UserInputError, match="training.amp"):
-        check_config(_compose(["training.amp=fp8"]))
+        check_config(compose_config("demo", ["training.amp=fp8"]))
     with pytest.raises(UserInputError, match="select_best_by"):
-        check_config(_compose(["training.train_on_train_and_val=true"]))
+        check_config(compose_config("demo", ["training.train_on_train_and_val=true"]))
     with pytest.raises(UserInputError, match="scheduler"):
-        check_config(_compose(["training.train_on_train_and_val=true", "training.select_best_by=train_loss", "scheduler=plateau"]))
+        check_config(compose_config("demo", ["training.train_on_train_and_val=true", "training.select_best_by=train_loss", "scheduler=plateau"]))
 
 
 @pytest.mark.slow
 def test_train_on_train_and_val_reads_both_splits_and_never_validates(tiny_data, tmp_path):
-    cfg = _compose(_tiny_overrides(tiny_data, tmp_path, "both", "training.train_on_train_and_val=true", "training.select_best_by=train_loss", "training.epochs=1"))
+    cfg = compose_config("demo", _tiny_overrides(tiny_data, tmp_path, "both", "training.train_on_train_and_val=true", "training.select_best_by=train_loss", "training.epochs=1"))
     train_set, val_set = build_datasets(cfg, tiny_data)
-    assert len(train_set) == len(build_datasets(_compose(_tiny_overrides(tiny_data, tmp_path, "x")), tiny_data)[0]) + len(val_set)
+    assert len(train_set) == len(build_datasets(compose_config("demo", _tiny_overrides(tiny_data, tmp_path, "x")), tiny_data)[0]) + len(val_set)
     state = train(cfg, progress=False)
     assert state.val_ssim_log == [] and np.load(tmp_path / "both" / "val_loss_log.npy").size == 0
     assert load_checkpoint(tmp_path / "both/checkpoints/best_model.pt")["select_best_by"] == "train_loss"
@@ -158,7 +153,7 @@ def test_train_on_train_and_val_reads_both_splits_and_never_validates(tiny_data,
 
 @pytest.mark.slow
 def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path):
-    cfg = _compose(_tiny_overrides(
+    cfg = compose_config("demo", _tiny_overrides(
         tiny_data, tmp_path, "stall", "training.epochs=5", "optimizer.lr=1e-9",
         "training.early_stopping_patience=1", "training.early_stopping_min_delta=0.01", "training.save_val_reconstructions=true",
     ))
@@ -171,7 +166,7 @@ def test_early_stopping_ends_the_run_when_validation_stalls(tiny_data, tmp_path)
     checkpoint = load_checkpoint(tmp_path / "stall/checkpoints/model.pt")
     assert checkpoint["validations_since_best"] == 1
     assert checkpoint["layout"] == {"world_size": 1, "batch_size": 1, "grad_accumulation": 1}
-    resume_differently = _compose(_tiny_overrides(tiny_data, tmp_path, "stall", "training.resume=true", "training.grad_accumulation=2"))
+    resume_differently = compose_config("demo", _tiny_overrides(tiny_data, tmp_path, "stall", "training.resume=true", "training.grad_accumulation=2"))
     with pytest.raises(UserInputError, match="same number of processes, data.batch_size and training.grad_accumulation"):
         train(resume_differently, progress=False)
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
 import utils.model.checkpoint as checkpoint_module
+from tests.conftest import compose_config
+from tests.test_training import SMALL_MODEL
 from utils.data.dataset import SliceDataset
 from utils.data.transforms import to_sample
 from utils.errors import UserInputError
 from utils.training.trainer import train
-from tests.test_training import SMALL_MODEL
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 
@@ -36,11 +36,6 @@ def _overrides(tiny_data: Path, result_root: Path, exp_name: str, *extra: str) -
         "augment=recipe", "augment.schedule.kind=constant", "augment.schedule.strength=0.9",
         "augment.duplicate_accelerations=null", *SMALL_MODEL, *extra,
     ]
-
-
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="demo", overrides=overrides)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -81,19 +76,19 @@ def test_random_transforms_draw_the_same_for_any_number_of_workers(tiny_data):
 def reference_run(tiny_data, tmp_path_factory):
     """An uninterrupted run with 2 DataLoader workers and a checkpoint every optimizer step."""
     root = tmp_path_factory.mktemp("reference")
-    train(_compose(_overrides(tiny_data, root, "run", "data.num_workers=2", "training.checkpoint_every_steps=1")), progress=False)
+    train(compose_config("demo", _overrides(tiny_data, root, "run", "data.num_workers=2", "training.checkpoint_every_steps=1")), progress=False)
     return root / "run"
 
 
 def test_same_seed_gives_bit_identical_logs_and_weights(tiny_data, reference_run, tmp_path):
-    train(_compose(_overrides(tiny_data, tmp_path, "again", "data.num_workers=2")), progress=False)
+    train(compose_config("demo", _overrides(tiny_data, tmp_path, "again", "data.num_workers=2")), progress=False)
     _assert_identical_runs(reference_run, tmp_path / "again")
     compare = subprocess.run([sys.executable, "-m", "utils.tools.compare_runs", str(reference_run), str(tmp_path / "again")], cwd=REPO, capture_output=True, text=True)
     assert compare.returncode == 0 and "runs are identical" in compare.stdout and "bit-identical" in compare.stdout
 
 
 def test_compare_runs_reports_the_first_differing_step(tiny_data, reference_run, tmp_path):
-    train(_compose(_overrides(tiny_data, tmp_path, "other", "seed=431", "training.epochs=1")), progress=False)
+    train(compose_config("demo", _overrides(tiny_data, tmp_path, "other", "seed=431", "training.epochs=1")), progress=False)
     compare = subprocess.run([sys.executable, "-m", "utils.tools.compare_runs", str(reference_run), str(tmp_path / "other")], cwd=REPO, capture_output=True, text=True)
     assert compare.returncode == 1 and "runs differ" in compare.stdout
     assert "train_step_loss_log.npy  first differs at step 1:" in compare.stdout
@@ -143,7 +138,7 @@ class NaNOnThirdCall(torch.nn.Module):
 def test_non_finite_loss_skips_the_step_and_never_reaches_a_checkpoint(tiny_data, tmp_path, caplog):
     NaNOnThirdCall.calls = 0
     loss = "loss._target_=tests.test_reproducibility.NaNOnThirdCall"
-    state = train(_compose(_overrides(tiny_data, tmp_path, "nan_skip", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.epochs=1")), progress=False)
+    state = train(compose_config("demo", _overrides(tiny_data, tmp_path, "nan_skip", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.epochs=1")), progress=False)
     assert state.skipped_steps == 1 and state.global_step == 4 - 1  # 8 slices, accumulation 2
     assert "non-finite loss on" in caplog.text
     weights = _weights(tmp_path / "nan_skip")
@@ -151,7 +146,7 @@ def test_non_finite_loss_skips_the_step_and_never_reaches_a_checkpoint(tiny_data
     assert np.isfinite(np.load(tmp_path / "nan_skip/train_loss_log.npy")).all()
     NaNOnThirdCall.calls = 0
     with pytest.raises(UserInputError, match="training stopped at step 2"):
-        train(_compose(_overrides(tiny_data, tmp_path, "nan_stop", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.nonfinite=stop")), progress=False)
+        train(compose_config("demo", _overrides(tiny_data, tmp_path, "nan_stop", "~loss.ssim_weight", "~loss.l1_weight", "~loss.l1_normalisation", loss, "training.nonfinite=stop")), progress=False)
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -82,10 +82,11 @@ def test_l1_counts_only_the_foreground_in_units_of_the_max(images):
 
 
 def test_validation_total_is_the_leaderboards_mean_of_the_acceleration_means():
-    from utils.training.validate import _leaderboard_total
+    from utils.metrics.score import SliceScore, leaderboard_total
 
     # three acc4 slices and one acc8 slice: the leaderboard weighs acc4 and acc8 equally, not the slices
-    records = [("brain_acc4", 0.9, 0.8, 0.0), ("knee_acc4", 0.8, 0.7, 0.0), ("brain_acc4", 1.0, 0.9, 0.0), ("knee_acc8", 0.5, 0.4, 0.0)]
-    assert _leaderboard_total(records, 1) == pytest.approx((np.mean([0.9, 0.8, 1.0]) + 0.5) / 2)
-    assert _leaderboard_total(records, 2) == pytest.approx((np.mean([0.8, 0.7, 0.9]) + 0.4) / 2)
-    assert _leaderboard_total(records[:3], 1) == pytest.approx(0.9)  # one acceleration: its mean
+    records = [(4, "brain", 0.9, 0.8), (4, "knee", 0.8, 0.7), (4, "brain", 1.0, 0.9), (8, "knee", 0.5, 0.4)]
+    scores = [SliceScore(acc, anatomy, f"{anatomy}_acc{acc}_1.h5", i, ssim, zero_filled_ssim=zf) for i, (acc, anatomy, ssim, zf) in enumerate(records)]
+    assert leaderboard_total(scores) == pytest.approx((np.mean([0.9, 0.8, 1.0]) + 0.5) / 2)
+    assert leaderboard_total(scores, "zero_filled_ssim") == pytest.approx((np.mean([0.8, 0.7, 0.9]) + 0.4) / 2)
+    assert leaderboard_total(scores[:3]) == pytest.approx(0.9)  # one acceleration: its mean

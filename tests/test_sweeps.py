@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from tests.conftest import compose_config
 from tests.test_training import SMALL_MODEL
 from utils.errors import UserInputError
 from utils.model.checkpoint import save_checkpoint
@@ -25,11 +25,6 @@ from utils.training.sweep import RUN_RECORD, Invocation, SweepJobs, job_config, 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 WANDB_SWEEPS = sorted((CONFIG_DIR / "sweep").glob("*.yaml"))
-
-
-def _compose(config_name: str, overrides: list[str] = (), hydra: bool = False):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra)
 
 
 def _png_pixels(path: Path) -> np.ndarray:
@@ -69,7 +64,7 @@ def test_only_swept_overrides_name_the_jobs():
 
 def test_train_yaml_puts_each_job_in_its_own_folder(tmp_path):
     naming = sweep_naming_overrides(["-m", "data.root=/x", f"result_root={tmp_path}", "optimizer.lr=1e-3,3e-4"])
-    cfg = _compose("demo", ["data.root=/x", f"result_root={tmp_path}", "optimizer.lr=0.0003", "hydra.job.num=1", *naming], hydra=True)
+    cfg = compose_config("demo", ["data.root=/x", f"result_root={tmp_path}", "optimizer.lr=0.0003", "hydra.job.num=1", *naming], hydra=True)
     assert cfg.hydra.sweep.dir == f"{tmp_path}/demo"
     job, hydra_folder, _ = cfg.hydra.sweep.subdir.split("/")
     assert (job, hydra_folder) == ("optimizer.lr=0.0003", "hydra")
@@ -102,7 +97,7 @@ def fabricated_sweep(tmp_path):
     root = tmp_path / "result" / "demo"
     jobs = SweepJobs()
     for num, lr in enumerate([0.01, -1, 0.03, 5.0]):
-        cfg = _compose("demo", [f"result_root={tmp_path / 'result'}", f"optimizer.lr={lr}"])
+        cfg = compose_config("demo", [f"result_root={tmp_path / 'result'}", f"optimizer.lr={lr}"])
         _job(jobs, cfg, root, num, sweep_job_name(f"optimizer.lr={lr}", num))
     return root, jobs
 
@@ -124,7 +119,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(fabricated_sweep, capsy
 
 def test_a_single_run_still_raises_and_records(tmp_path):
     jobs = SweepJobs()
-    cfg = _compose("demo", [f"result_root={tmp_path}", "optimizer.lr=-1"])
+    cfg = compose_config("demo", [f"result_root={tmp_path}", "optimizer.lr=-1"])
     with pytest.raises(UserInputError, match="optimizer.lr"):
         _job(jobs, cfg, tmp_path, 0, None)
     record = json.loads(next(tmp_path.glob(f"demo/hydra/*/{RUN_RECORD}")).read_text())
@@ -141,7 +136,7 @@ def test_summarize_runs_tabulates_and_plots(fabricated_sweep, tmp_path, capsys):
     OmegaConf.save(OmegaConf.create(["seed=1"]), old / "hydra" / "t" / ".hydra" / "overrides.yaml")
     # the best job again, refused: the summary still shows the invocation that trained it
     jobs = SweepJobs()
-    cfg = _compose("demo", [f"result_root={root.parent}", "optimizer.lr=0.03"])
+    cfg = compose_config("demo", [f"result_root={root.parent}", "optimizer.lr=0.03"])
     _job(jobs, cfg, root, 9, "optimizer.lr=0.03")
     assert jobs.failures and "already holds a run" in jobs.failures[0].error
     csv_path, png_path = tmp_path / "out" / "runs.csv", tmp_path / "out" / "runs.png"
@@ -206,7 +201,7 @@ def test_there_is_a_wandb_sweep_example():
 
 
 @pytest.mark.parametrize("sweep_file", WANDB_SWEEPS, ids=lambda path: path.name)
-def test_wandb_sweep_commands_compose(sweep_file, tmp_path, monkeypatch):
+def test_wandb_sweep_commandscompose_config(sweep_file, tmp_path, monkeypatch):
     sweep = yaml.safe_load(sweep_file.read_text())
     assert (REPO / sweep["program"]).is_file() and "${args_no_hyphens}" in sweep["command"]
     monkeypatch.setenv("WANDB_RUN_ID", "abc123")
@@ -216,7 +211,7 @@ def test_wandb_sweep_commands_compose(sweep_file, tmp_path, monkeypatch):
         argv = [*command[3:], f"result_root={tmp_path}", "data.root=/nowhere"]
         check_command_line(argv, CONFIG_DIR, "train")  # what final_main.py checks before Hydra runs
         config_name = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--config-name="))
-        cfg = _compose(config_name, [arg for arg in argv if not arg.startswith("-")])
+        cfg = compose_config(config_name, [arg for arg in argv if not arg.startswith("-")])
         check_config(cfg)
         assert sweep["metric"]["name"] == f"best/{cfg.training.select_best_by}"
         assert cfg.exp_name == "demo_wandb_abc123" and cfg.logger.mode == "online"

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from tests.conftest import compose_config
 from utils.errors import UserInputError
 from utils.evaluation.official_reference import official_folder_ssim
 from utils.model.builder import build_model
@@ -26,12 +26,6 @@ SMALL_MODEL = [
     "model.cascade_counts=[1,1,1]", "model.feature_chans=4", "model.unet_chans=4", "model.pools=2",
     "model.sens_chans=2", "model.sens_pools=2", "model.image_chans=4", "model.image_pools=2",
 ]
-
-
-def compose_config(config_name: str, overrides: list[str] = ()) -> object:
-    """A composed config of ``configs/`` (shared by the test modules)."""
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

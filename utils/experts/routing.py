@@ -1,34 +1,12 @@
 """Which expert reconstructs a volume: its anatomy and acceleration, estimated from the data alone.
 
 A volume is routed once, from its mask and the zero-filled images of its central slices
-(:func:`read_evidence`); file names are never read.
-
-**Acceleration** (both routers) comes from the mask's sampled fraction ``f = sum(mask) / W``. A mask at
-acceleration R with a centre block of fraction c samples between ``1/R`` (the ``*_fraction`` and ``random``
-families count the centre within ``W/R``) and ``1/R + c (1 - 1/R)`` (equispaced lines with the centre on
-top, as in the challenge). With the largest centre block of the challenge and of mask augmentation,
-c = 0.10, an acc8 mask samples at most ``1/8 + 0.10 * 7/8 = 0.2125``, while acc4 masks sample 0.25 on
-average (challenge masks 0.31). The boundary sits a rounding margin (0.005, two lines of W = 400) above
-that acc8 limit, at 0.2175: ``f >= 0.2175`` is acc4. A fraction between the acc8 limit and the boundary plus
-the margin (0.2125 < f < 0.2225), or outside 0.08..0.40 (no acc4/acc8 mask family samples there), is *unsure*. So is a mask whose lines outside
-the centre block are not equally spaced (more than two distinct gaps: the ``random`` family) with a fraction
-down to 0.025 (ten lines of W = 400) below the boundary: a random acc4 mask draws its lines by chance and
-can sample fewer than the fullest acc8 masks; the router then says acc8, and says that it is unsure.
-
-**Anatomy, rule router**: the k-space height H (brain 768 with its 2x readout oversampling, knee 640; SPEC §1,
-and the synthetic data) is checked against the intensity of the zero-filled images: their 99th percentile is
-above ``sqrt(5e-4 * 1e-4) = 2.2e-4`` for brain and below for knee (volume maxima about 5e-4 and 1e-4,
-SPEC §1). The rule is sure when both agree; another H, or a disagreement (fastMRI brain k-space has H = 640,
-or data scaled differently), is *unsure*.
-
-**Anatomy, classifier router**: the CNN of :mod:`utils.experts.classifier` on the zero-filled central
-slices, mean probability over them; sure when the chosen class has probability >= 0.9.
-
-**Unsure** is never silent: the decision carries its reasons and every report prints them. The fallback for
-an unsure anatomy is the other router's answer when that one is sure (the classifier for ``router: rule``
-when the manifest names one, the rule for ``router: classifier``), else the primary router's own best
-guess: for the rule, H when it is 768 or 640, else the intensity. An unsure acceleration keeps the side of
-the boundary the fraction is on (no other source knows better).
+(:func:`read_evidence`); file names are never read. The acceleration comes from the mask's sampled fraction
+(:func:`acceleration_guess`), the anatomy from the k-space height checked against the zero-filled intensity
+(``router: rule``, :func:`rule_anatomy_guess`) or from the CNN of :mod:`utils.experts.classifier`
+(``router: classifier``). A decision that is not sure says why, and is never silent; the fallback for an unsure
+anatomy is the other router's answer when that one is sure. The derivation of every threshold below and the
+measured confusion tables: ``docs/experts.md``, "Routers".
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@
 - ``varnet_block``: an E2E-VarNet image cascade;
 - ``feature_varnet``: the whole network, FeatureVarNet(cascade_counts=[a, b, c], ...);
 - ``builder``: model config -> network (the one builder training and reconstruction share);
+- ``checkpoint``: the checkpoint format (tensors and plain data, atomic writes, ``weights_only`` loading);
 - ``reference_weights``: fastMRI / GeekSeek state dicts -> this network's config and key names;
 - ``count_params``: ``python -m utils.model.count_params model=<name>``.
 Helpers: ``complex_layout`` (complex axis <-> channels) and ``precision`` (what autocast may touch).

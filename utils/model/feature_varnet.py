@@ -63,6 +63,15 @@ __all__ = ["FeatureVarNet"]
 IMAGE_CONV_EVERY = 3
 
 
+def _feature_block(
+    index: int, lska: bool, feature_chans: int, unet_chans: int, pools: int, lska_k_size: int, padding: str, lska_gate: str, gated: bool
+) -> FeatureBlock:
+    """Feature block ``index``: an LSKA-UNet (stage 1) or plain UNet (stage 2), with the image conv every third block."""
+    unet = Unet(feature_chans, feature_chans, unet_chans, pools, lska_k_size=lska_k_size if lska else None, norm_act_output=True,
+                padding=padding, lska_gate=lska_gate)
+    return FeatureBlock(unet, feature_chans, image_conv=index % IMAGE_CONV_EVERY == 0, gated=gated)
+
+
 class FeatureVarNet(nn.Module):
     """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> image ``(B, 384, 384)``."""
 
@@ -109,21 +118,7 @@ class FeatureVarNet(nn.Module):
             if identity_init:
                 init_identity_pair(self.encoder, self.decoder)
         self.feature_blocks = nn.ModuleList(
-            FeatureBlock(
-                Unet(
-                    feature_chans,
-                    feature_chans,
-                    unet_chans,
-                    pools,
-                    lska_k_size=lska_k_size if index < lska_blocks else None,
-                    norm_act_output=True,
-                    padding=feature_padding,
-                    lska_gate=lska_gate,
-                ),
-                feature_chans,
-                image_conv=index % IMAGE_CONV_EVERY == 0,
-                gated=identity_init,
-            )
+            _feature_block(index, index < lska_blocks, feature_chans, unet_chans, pools, lska_k_size, feature_padding, lska_gate, identity_init)
             for index in range(num_feature_blocks)
         )
         self.image_blocks = nn.ModuleList(

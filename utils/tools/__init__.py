@@ -1,1 +1,5 @@
-"""Command-line tools that work on finished runs (``python -m utils.tools.<name>``)."""
+"""Command-line tools (``python -m utils.tools.<name>``): train an expert set (`train_experts`) and the
+anatomy router (`train_router`), validate and measure them (`validate_experts`, `measure_routers`), import a
+reference checkpoint (`import_checkpoint`), and compare or summarise finished runs (`compare_runs`,
+`summarize_runs`).
+"""

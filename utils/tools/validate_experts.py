@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> int:
     experts = load_expert_set(args.manifest, device)
     split_dir = Path(args.data) / args.split
     result = validate_experts(experts, split_dir, device)
-    print(format_validation(result, f"{args.manifest} (router {experts.manifest.router}) on {split_dir}: {len(result.records)} slices"))
+    print(format_validation(result, f"{args.manifest} (router {experts.manifest.router}) on {split_dir}: {len(result.scores)} slices"))
     return 0
 
 

@@ -82,6 +82,63 @@ def _skip_step(state: TrainState, policy: str, reason: str) -> None:
     log.warning("skipped step %d: %s (%d skipped so far)", state.global_step + 1, reason, state.skipped_steps)
 
 
+@dataclass
+class _Group:
+    """The accumulation group in progress: its summed loss x slices, its slices, and why it must be skipped."""
+
+    loss: float = 0.0
+    slices: int = 0
+    bad: str | None = None
+
+
+def _accumulate(model: nn.Module, batch, loss_fn: nn.Module, group: _Group, group_size: int, amp_dtype, scaler: torch.amp.GradScaler,
+                device: torch.device, dist: Distributed) -> None:
+    """Forward and backward one batch into the group's gradients (a non-finite loss marks the group bad instead)."""
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        output = run_model(model, batch, device)
+    max_value = batch.max_value.to(device=device, dtype=torch.float64)
+    loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
+    if torch.isfinite(loss):
+        scaler.scale(loss / group_size).backward()
+        group.loss, group.slices = group.loss + loss.item() * len(output), group.slices + len(output)
+        return
+    if group.bad is None:
+        group.bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
+    if dist.enabled:
+        _zero_loss(model).backward()
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, group: _Group, batch, state: TrainState,
+          settings, device: torch.device, dist: Distributed) -> bool:
+    """End an accumulation group: clip, then step, or skip a non-finite or overflowing step; True if stepped."""
+    if dist.any(group.bad is not None, device) and group.bad is None:
+        group.bad = "non-finite loss on another rank"
+    if dist.enabled:
+        group.loss, slices = dist.sum([group.loss, group.slices], device)
+        group.slices = int(round(slices))
+    max_norm = settings.grad_clip if settings.grad_clip is not None else math.inf
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    overflow = scaler.is_enabled() and group.bad is None and not torch.isfinite(grad_norm)
+    if group.bad is None and not torch.isfinite(grad_norm) and not overflow:
+        group.bad = f"non-finite gradient norm after {batch.fname[0]} slice {int(batch.slice_idx[0])}"
+    stepped = group.bad is None and not overflow
+    if stepped:
+        scaler.step(optimizer)
+        state.global_step += 1
+        state.epoch_loss_sum += group.loss
+        state.epoch_slices += group.slices
+        state.step_loss_log.append([state.global_step, group.loss / group.slices])
+    elif overflow:
+        state.skipped_steps += 1
+        log.info("fp16 gradient overflow at step %d: step skipped, loss scale lowered from %g", state.global_step + 1, scaler.get_scale())
+    else:
+        _skip_step(state, settings.nonfinite, group.bad)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return stepped
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -109,7 +166,7 @@ def train_one_epoch(
     scaler = scaler or make_grad_scaler("none", device)
     dist = dist or Distributed()
     accumulation = settings.grad_accumulation
-    group_loss, group_slices, group_bad = 0.0, 0, None
+    group = _Group()
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=f"epoch {state.epoch}/{settings.epochs - 1}", unit="batch", disable=not progress,
                initial=state.batches_done, total=num_batches)
@@ -118,50 +175,12 @@ def train_one_epoch(
         group_start = position - position % accumulation
         group_size = min(accumulation, num_batches - group_start)  # the last group of an epoch may be short
         last_of_group = position + 1 == group_start + group_size
-        sync = nullcontext() if last_of_group or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                output = run_model(model, batch, device)
-            max_value = batch.max_value.to(device=device, dtype=torch.float64)
-            loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
-            if torch.isfinite(loss):
-                scaler.scale(loss / group_size).backward()
-                group_loss, group_slices = group_loss + loss.item() * len(output), group_slices + len(output)
-            else:
-                if group_bad is None:
-                    group_bad = f"non-finite loss on {batch.fname[0]} slice {int(batch.slice_idx[0])}"
-                if dist.enabled:
-                    _zero_loss(model).backward()
+        with nullcontext() if last_of_group or not hasattr(model, "no_sync") else model.no_sync():
+            _accumulate(model, batch, loss_fn, group, group_size, amp_dtype, scaler, device, dist)
         if not last_of_group:
             continue
-        if dist.any(group_bad is not None, device) and group_bad is None:
-            group_bad = "non-finite loss on another rank"
-        if dist.enabled:
-            group_loss, group_slices = dist.sum([group_loss, group_slices], device)
-            group_slices = int(round(group_slices))
-
-        max_norm = settings.grad_clip if settings.grad_clip is not None else math.inf
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        overflow = scaler.is_enabled() and group_bad is None and not torch.isfinite(grad_norm)
-        if group_bad is None and not torch.isfinite(grad_norm) and not overflow:
-            group_bad = f"non-finite gradient norm after {batch.fname[0]} slice {int(batch.slice_idx[0])}"
-        stepped = group_bad is None and not overflow
-        if stepped:
-            scaler.step(optimizer)
-            state.global_step += 1
-            state.epoch_loss_sum += group_loss
-            state.epoch_slices += group_slices
-            state.step_loss_log.append([state.global_step, group_loss / group_slices])
-        elif overflow:
-            state.skipped_steps += 1
-            log.info("fp16 gradient overflow at step %d: step skipped, loss scale lowered from %g", state.global_step + 1, scaler.get_scale())
-        else:
-            _skip_step(state, settings.nonfinite, group_bad)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        state.batches_done = position + 1
-        group_loss, group_slices, group_bad = 0.0, 0, None
+        stepped = _step(model, optimizer, scaler, group, batch, state, settings, device, dist)
+        state.batches_done, group = position + 1, _Group()
         if state.epoch_slices:
             bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_slices:.4f}")
         on_step(stepped)

@@ -23,12 +23,10 @@ from tqdm import tqdm
 
 from utils.data.dataset import SliceDataset
 from utils.distributed import Distributed
+from utils.evaluation.slices import score_batch
 from utils.figures import ComparisonRow
 from utils.inference.reconstruct import run_model
-from utils.metrics.ssim import leaderboard_ssim_map
-from utils.mri.coils import rss_complex
-from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
-from utils.mri.fft import ifft2c
+from utils.metrics.score import SliceScore, leaderboard_total
 
 __all__ = ["ValidationResult", "validate"]
 
@@ -61,12 +59,39 @@ def representative_slices(dataset: SliceDataset) -> dict[tuple[str, int], str]:
     return picks
 
 
-def _leaderboard_total(records: list[tuple], column: int) -> float:
-    """(SSIM acc4 + SSIM acc8) / 2 of ``record[column]``: each acceleration's slice mean, then their mean."""
-    by_acceleration = defaultdict(list)
-    for record in records:
-        by_acceleration[record[0].split("_")[-1]].append(record[column])
-    return float(np.mean([np.mean(values) for values in by_acceleration.values()]))
+def group_means(scores: list[SliceScore]) -> dict[str, float]:
+    """Mean SSIM per anatomy x acceleration (``brain_acc4``) and per acceleration (``acc4``: what the leaderboard averages)."""
+    groups = defaultdict(list)
+    for score in scores:
+        groups[score.group].append(score.ssim)
+        groups[f"acc{score.acceleration}"].append(score.ssim)
+    return {group: float(np.mean(values)) for group, values in sorted(groups.items())}
+
+
+@dataclass
+class _Kept:
+    """What one rank keeps of its share besides the scores: batch losses, images, outputs, figure rows."""
+
+    losses: list[tuple[float, int]] = field(default_factory=list)  # (loss x batch size, batch size)
+    images: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    outputs: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
+    rows: list[ComparisonRow] = field(default_factory=list)
+
+
+def _keep(kept: _Kept, batch, output: torch.Tensor, target: torch.Tensor, zero_filled: torch.Tensor, scores: list[SliceScore],
+          picks: dict, keep_outputs: bool, num_images: int) -> None:
+    """Keep the picked slices' figure rows, the reconstructions (``keep_outputs``) and the first ``num_images`` images."""
+    for index, score in enumerate(scores):
+        max_value = float(batch.max_value[index])
+        if (score.fname, score.slice_idx) in picks:
+            kept.rows.append(ComparisonRow(
+                f"{picks[score.fname, score.slice_idx]} | {score.fname} slice {score.slice_idx}", output[index].numpy().copy(),
+                target[index].numpy().copy(), max_value, score.ssim, zero_filled[index].cpu().numpy().copy(), score.zero_filled_ssim,
+            ))
+        if keep_outputs:
+            kept.outputs.append((score.fname, score.slice_idx, output[index].numpy()))
+        if len(kept.images) < num_images:
+            kept.images.append((f"{score.fname} slice {score.slice_idx}", _side_by_side(output[index], target[index], max_value)))
 
 
 @torch.no_grad()
@@ -87,45 +112,25 @@ def validate(
     model.eval()
     dist = dist or Distributed()
     picks = representative_slices(loader.dataset) if figure_rows else {}
-    records, images, outputs = [], [], []  # one per slice: (group, ssim, zero-filled ssim, its batch's loss x size once)
-    rows = []  # the picked slices only
+    scores, kept = [], _Kept()
     for batch in tqdm(loader, desc="validation", unit="batch", disable=not progress, leave=False):
         output = run_model(model, batch, device).float()
-        target, fg_mask = batch.target.to(device), batch.fg_mask.to(device)
         max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        batch_loss = loss_fn(output, target, fg_mask, max_value).item() * len(output)
-        slice_ssim = leaderboard_ssim_map(output, target, fg_mask, max_value).mean(dim=(-2, -1)).tolist()
-        zero_filled = center_crop_or_pad(rss_complex(ifft2c(batch.masked_kspace.to(device)), dim=1), CHALLENGE_SHAPE)
-        zero_filled_ssim = leaderboard_ssim_map(zero_filled, target, fg_mask, max_value).mean(dim=(-2, -1)).tolist()
-        for index, (anatomy, acceleration) in enumerate(zip(batch.anatomy, batch.acceleration.tolist())):
-            loss_share = batch_loss if index == 0 else 0.0  # the batch's loss once, with its slice count
-            records.append((f"{anatomy}_acc{acceleration}", slice_ssim[index], zero_filled_ssim[index], loss_share))
-        output, target = output.cpu(), target.cpu()
-        for index, (fname, slice_idx) in enumerate(zip(batch.fname, batch.slice_idx.tolist())):
-            if (fname, slice_idx) in picks:
-                rows.append(ComparisonRow(
-                    f"{picks[fname, slice_idx]} | {fname} slice {slice_idx}", output[index].numpy().copy(), target[index].numpy().copy(),
-                    float(batch.max_value[index]), slice_ssim[index], zero_filled[index].cpu().numpy().copy(), zero_filled_ssim[index],
-                ))
-            if keep_outputs:
-                outputs.append((fname, slice_idx, output[index].numpy()))
-            if len(images) < num_images:
-                images.append((f"{fname} slice {slice_idx}", _side_by_side(output[index], target[index], float(batch.max_value[index]))))
-    records = [record for shard in dist.gather(records) for record in shard]
-    if keep_outputs:  # the reconstructions go to rank 0 only (it writes them)
-        outputs = [output for shard in dist.gather_to_main(outputs) or [] for output in shard]
-    if figure_rows:
-        rows = sorted((row for shard in dist.gather_to_main(rows) or [] for row in shard), key=lambda row: row.label)
-    scores = defaultdict(list)
-    for group, value, _, _ in records:
-        scores[group].append(value)
-        scores[group.split("_")[-1]].append(value)  # "acc4" / "acc8": what the leaderboard averages
+        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value).item()
+        kept.losses.append((loss * len(output), len(output)))
+        scored = score_batch(output, batch, device)
+        scores.extend(scored.scores)
+        _keep(kept, batch, output.cpu(), batch.target, scored.zero_filled, scored.scores, picks, keep_outputs, num_images)
+    scores = [score for shard in dist.gather(scores) for score in shard]
+    losses = [loss for shard in dist.gather(kept.losses) for loss in shard]
+    outputs = [o for shard in dist.gather_to_main(kept.outputs) or [] for o in shard] if keep_outputs else []  # rank 0 writes them
+    rows = sorted((r for shard in dist.gather_to_main(kept.rows) or [] for r in shard), key=lambda r: r.label) if figure_rows else []
     return ValidationResult(
-        loss=float(np.sum([record[3] for record in records]) / len(records)),
-        ssim=_leaderboard_total(records, 1),
-        zero_filled_ssim=_leaderboard_total(records, 2),
-        group_ssim={group: float(np.mean(values)) for group, values in sorted(scores.items())},
-        images=images,
+        loss=float(np.sum([loss for loss, _ in losses]) / sum(count for _, count in losses)),
+        ssim=leaderboard_total(scores),
+        zero_filled_ssim=leaderboard_total(scores, "zero_filled_ssim"),
+        group_ssim=group_means(scores),
+        images=kept.images,
         outputs=outputs,
         figure_rows=rows,
     )

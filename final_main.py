@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig
 
 from utils.errors import UserInputError, debug_requested, report_and_exit, run_cli
+from utils.gates.torch_floor import require_safe_torch
 from utils.training.build import check_command_line
 from utils.training.sweep import SweepJobs, current_invocation, sweep_naming_overrides
 from utils.training.trainer import train
@@ -55,4 +56,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

@@ -37,6 +37,7 @@ from utils.distributed import init_distributed
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.experts.manifest import is_manifest
 from utils.experts.serve import ExpertsServed, load_expert_set, reconstruct_folder_with_experts, routing_report
+from utils.gates.torch_floor import require_safe_torch
 from utils.inference.load import load_reconstructor
 from utils.inference.reconstruct import ModelClock, format_timing, reconstruct_dataset
 
@@ -139,4 +140,4 @@ def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

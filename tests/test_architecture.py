@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # lowest first; docs/architecture.md draws the same table
 LAYERS: list[tuple[str, ...]] = [
     ("utils.errors", "utils.atomic"),
-    ("utils.distributed", "utils.figures"),
+    ("utils.distributed", "utils.figures", "utils.gates"),
     ("utils.mri",),
     ("utils.metrics",),
     ("utils.data", "utils.model"),

@@ -28,11 +28,11 @@ def _previous_reconstructions(data: Path, tmp_path: Path) -> tuple[Path, dict]:
 
 
 CHECKPOINT_CASES = {
-    "checkpoint holding pickled objects": ("pickled", "pickled Python objects"),
+    "checkpoint holding pickled objects": ("pickled", "holds the object argparse.Namespace"),
     "bare state dict of another repository": ("foreign", "not a checkpoint of this repository"),
     "weights of another model config": ("mismatch", "weights do not fit the model config stored with them: 9 tensor(s) of another shape (first: encoder.conv.weight"),
     "invalid stored model config": ("invalid_config", "model.cascade_counts"),
-    "truncated checkpoint": ("truncated", "not a readable PyTorch checkpoint"),
+    "truncated checkpoint": ("truncated", "is truncated or corrupt"),
 }
 
 

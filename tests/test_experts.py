@@ -193,8 +193,8 @@ def test_unsure_reports_only_what_the_expert_set_routes_on(tmp_path):
     ("router: classifier\nexperts: {brain: a.pt, knee: b.pt}\n", "router: classifier needs classifier"),
     ("router: rule\nclassifier: nope.pt\nexperts: {all: a.pt}\n", "classifier names .*nope.pt, which does not exist"),
     ("routes: {all: a.pt}\n", "unknown key 'routes'"),
-    ("- a.pt\n", "is a mapping"),
-    ("experts: [a.pt\n", "not a readable YAML manifest"),
+    ("- a.pt\n", "is not a mapping"),
+    ("experts: [a.pt\n", "is not readable YAML"),
 ])
 def test_broken_manifests_are_refused_in_one_sentence_naming_the_manifest(tmp_path, text, message):
     (tmp_path / "a.pt").touch()

@@ -72,10 +72,17 @@ def report_and_exit(err: UserInputError) -> NoReturn:
     sys.exit(EXIT_USER_ERROR)
 
 
-def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``main(argv)`` and exit: 0 on success, 2 with one line on stderr for a :class:`UserInputError`."""
+def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None,
+            checks: Sequence[Callable[[], None]] = ()) -> NoReturn:
+    """Run ``main(argv)`` and exit: 0 on success, 2 with one line on stderr for a :class:`UserInputError`.
+
+    ``checks`` run first (e.g. the torch floor, :func:`utils.gates.torch_floor.require_safe_torch`); a failing
+    check is reported the same way.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        for check in checks:
+            check()
         status = main(argv)
     except UserInputError as err:
         if debug_requested(argv):

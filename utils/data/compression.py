@@ -105,8 +105,10 @@ def build_compressor(compressor_cfg: DictConfig | Mapping[str, Any] | None) -> C
     """``compressor/*.yaml`` -> a :class:`CoilCompressor`, or None for ``method: null``."""
     if not compressor_cfg or compressor_cfg.get("method") in (None, "none"):
         return None
-    node = dict(OmegaConf.to_container(compressor_cfg, resolve=True)) if isinstance(compressor_cfg, DictConfig) else dict(compressor_cfg)
+    node = OmegaConf.to_container(compressor_cfg, resolve=True) if isinstance(compressor_cfg, DictConfig) else compressor_cfg
+    if not isinstance(node, dict):
+        raise UserInputError(f"the compressor config must be a mapping of options, got {node!r}")
     try:
         return CoilCompressor(**node)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise UserInputError(f"the compressor config cannot be built: {err}") from None

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 from torch.utils.data import Dataset
 
-from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_kspace_info
+from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_kspace_info, read_slice, require_finite
 from utils.data.layout import VolumeName, list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
@@ -173,23 +173,18 @@ class SliceDataset(Dataset):
         return [volume_idx for volume_idx, _, _ in self.examples]
 
     def read_raw(self, index: int) -> RawSlice:
-        """The stored arrays of example ``index``; NaN or Inf k-space raises UserInputError naming the file."""
+        """The stored arrays of example ``index``; NaN or Inf k-space or targets raise UserInputError naming the file
+        and the slice, before any training step uses them."""
         volume_idx, slice_idx, acceleration = self.examples[index]
         volume = self.volumes[volume_idx]
-        try:
-            kspace_file = self._handles.get(volume.kspace_path)
-            kspace = kspace_file["kspace"][slice_idx]
-            mask = kspace_file["mask"][()].astype(np.float32)
-        except OSError:
-            raise file_error(volume.kspace_path, f"slice {slice_idx} cannot be read (truncated or corrupt?)") from None
-        if not np.isfinite(kspace).all():
-            raise file_error(volume.kspace_path, f"slice {slice_idx} of 'kspace' holds NaN or Inf values")
+        kspace_file = self._handles.get(volume.kspace_path)
+        kspace = read_slice(kspace_file["kspace"], slice_idx)
+        mask = read_slice(kspace_file["mask"]).astype(np.float32)
+        require_finite(volume.kspace_path, "kspace", kspace, slice_idx)
         target, max_value = None, float("nan")
         if volume.image_path is not None:
-            try:
-                target = self._handles.get(volume.image_path)["image_label"][slice_idx]
-            except OSError:
-                raise file_error(volume.image_path, f"slice {slice_idx} cannot be read (truncated or corrupt?)") from None
+            target = read_slice(self._handles.get(volume.image_path)["image_label"], slice_idx)
+            require_finite(volume.image_path, "image_label", target, slice_idx)
             max_value = volume.image.max_value
         if acceleration is None or acceleration == volume.name.acceleration:
             acceleration = volume.name.acceleration

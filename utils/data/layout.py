@@ -20,6 +20,7 @@ __all__ = [
     "ACCELERATIONS",
     "VolumeName",
     "parse_volume_name",
+    "volume_labels",
     "volume_filename",
     "leaderboard_filename",
     "list_volumes",
@@ -78,6 +79,16 @@ def parse_volume_name(path: str | Path) -> VolumeName:
         path,
         "the name is not a challenge file name ({brain,knee}_acc{R}_{n}.h5 or {brain,knee}_test{i}.h5)",
     )
+
+
+def volume_labels(path: str | Path) -> tuple[str, int]:
+    """(anatomy, acceleration) of a file that need not have a challenge name (the 2026 leaderboard's names are
+    not fixed): what the name says, else ``("unknown", R)`` with R from an ``acc{R}`` folder (0 without one)."""
+    try:
+        name = parse_volume_name(path)
+    except UserInputError:
+        return "unknown", _folder_acceleration(Path(path)) or 0
+    return name.anatomy, name.acceleration
 
 
 def _natural_key(path: Path) -> tuple:

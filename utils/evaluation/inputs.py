@@ -10,13 +10,31 @@ from pathlib import Path
 
 import h5py
 
-from utils.data.h5 import open_h5, require_attr, require_dataset
+from utils.data.h5 import READ_ERRORS, open_h5, require_attr, require_dataset
 from utils.data.layout import ANATOMIES, leaderboard_filename, list_volumes
 from utils.errors import UserInputError
 
 __all__ = ["OFFICIAL_FILES_PER_ACCELERATION", "check_reconstructions", "check_official_names"]
 
 OFFICIAL_FILES_PER_ACCELERATION = 58
+
+
+def _reconstruction_problem(path: Path, key: str, target_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with one reconstruction file, in a phrase; None if nothing (its values are read later)."""
+    try:
+        with h5py.File(path, "r") as recon_file:
+            if key not in recon_file:
+                return f"has no key '{key}' (keys: {sorted(recon_file.keys())})"
+            dataset = recon_file[key]
+            if not isinstance(dataset, h5py.Dataset):
+                return f"holds a group, not a dataset, under '{key}'"
+            if dataset.dtype.kind not in "fiu":
+                return f"has dtype {dataset.dtype} under '{key}', expected real numbers"
+            if dataset.shape != target_shape:
+                return f"has shape {dataset.shape} but its target has {target_shape}"
+    except READ_ERRORS:
+        return "cannot be read as HDF5 (truncated or corrupt?)"
+    return None
 
 
 def check_reconstructions(target_dir: Path, recon_dir: Path, key: str) -> list[tuple[Path, Path]]:
@@ -34,18 +52,11 @@ def check_reconstructions(target_dir: Path, recon_dir: Path, key: str) -> list[t
         problems.append(f"extra {', '.join(extra)}")
     for name in sorted(set(targets) & set(recons)):
         with open_h5(targets[name]) as target_file:
-            target_shape = require_dataset(target_file, "image_label", ndim=3).shape
+            target_shape = require_dataset(target_file, "image_label", ndim=3, kind="real").shape
             require_attr(target_file, "max")
-        try:
-            with h5py.File(recons[name], "r") as recon_file:
-                if key not in recon_file:
-                    problems.append(f"{name} has no key '{key}' (keys: {sorted(recon_file.keys())})")
-                elif not isinstance(recon_file[key], h5py.Dataset):
-                    problems.append(f"{name} holds a group, not a dataset, under '{key}'")
-                elif recon_file[key].shape != target_shape:
-                    problems.append(f"{name} has shape {recon_file[key].shape} but its target has {target_shape}")
-        except OSError:
-            problems.append(f"{name} cannot be read as HDF5 (truncated or corrupt?)")
+        problem = _reconstruction_problem(recons[name], key, target_shape)
+        if problem:
+            problems.append(f"{name} {problem}")
     if problems:
         raise UserInputError(f"{recon_dir}: reconstructions do not match the targets in {target_dir}: {'; '.join(problems)}")
     return [(targets[name], recons[name]) for name in targets]

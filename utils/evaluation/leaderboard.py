@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
-from utils.data.h5 import open_h5, require_attr
+from utils.data.h5 import open_h5, read_slice, require_attr, require_dataset, require_finite
 from utils.data.layout import ACCELERATIONS, parse_volume_name
 from utils.errors import UserInputError
 from utils.evaluation.inputs import check_official_names, check_reconstructions
@@ -135,17 +134,25 @@ def _on_cpu(device: str | torch.device) -> bool:
     return str(device).split(":")[0] == "cpu"
 
 
-def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -> list[SliceScore] | None:
-    """Scores of one checked (target, reconstruction) pair; None if the reconstruction is not finite."""
+def _non_finite_slice(volume: np.ndarray) -> int | None:
+    """The first slice of ``volume`` (S, H, W) holding NaN or Inf, None if there is none."""
+    bad = ~np.isfinite(volume.reshape(len(volume), -1)).all(axis=1)
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
+def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -> list[SliceScore] | str:
+    """Scores of one checked (target, reconstruction) pair; ``"<name> (slice s)"`` if the reconstruction is not finite."""
     target_path, recon_path = pair
     name = parse_volume_name(target_path)
     with open_h5(target_path) as target_file:
-        target = target_file["image_label"][()]
+        target = read_slice(require_dataset(target_file, "image_label", ndim=3, kind="real"))
         max_value = require_attr(target_file, "max")
-    with h5py.File(recon_path, "r") as recon_file:
-        reconstruction = recon_file[key][()]
-    if not np.isfinite(reconstruction).all():
-        return None
+    require_finite(target_path, "image_label", target)
+    with open_h5(recon_path) as recon_file:
+        reconstruction = read_slice(require_dataset(recon_file, key, ndim=3, kind="real"))
+    bad = _non_finite_slice(reconstruction)
+    if bad is not None:
+        return f"{recon_path.name} (slice {bad})"
     official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
     return [
         SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b))
@@ -166,8 +173,8 @@ def _score_pairs(
         for (_, recon_path), result in tqdm(
             zip(pairs, results), total=len(pairs), desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress
         ):
-            if result is None:
-                non_finite.append(recon_path.name)
+            if isinstance(result, str):
+                non_finite.append(result)
             else:
                 scores.extend(result)
     if non_finite:

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from utils.atomic import atomic_path
 from utils.errors import file_error
+from utils.gates.torch_file import load_torch_file
 
 __all__ = ["ANATOMY_CLASSES", "CLASSIFIER_FORMAT", "AnatomyClassifier", "classifier_input", "predict_anatomy",
            "save_classifier", "load_classifier"]
@@ -78,20 +79,23 @@ def save_classifier(path: str | Path, model: AnatomyClassifier, record: dict[str
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[AnatomyClassifier, dict[str, Any]]:
     """(classifier in eval mode on ``device``, its checkpoint's plain data); a foreign file names itself."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise file_error(path, "classifier checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - pickled objects, truncation, not a zip: all mean "not ours"
-        raise file_error(path, "is not a readable classifier checkpoint (tensors and plain data only)") from None
+    checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CLASSIFIER_FORMAT:
         raise file_error(path, f"is not an anatomy classifier checkpoint (expected format '{CLASSIFIER_FORMAT}'; "
                                "make one with python -m utils.tools.train_router)")
-    if list(checkpoint.get("classes", [])) != list(ANATOMY_CLASSES):
+    classes = checkpoint.get("classes")
+    if not isinstance(classes, (list, tuple)) or list(classes) != list(ANATOMY_CLASSES):
         raise file_error(path, f"classifies {checkpoint.get('classes')}, expected {list(ANATOMY_CLASSES)}")
+    channels = checkpoint.get("channels")
+    if not (isinstance(channels, list) and 0 < len(channels) <= 8 and all(type(c) is int and 0 < c <= 1024 for c in channels)):
+        raise file_error(path, f"stores channels {channels!r}, expected a list of up to 8 positive integers")
+    if not isinstance(checkpoint.get("model"), dict):
+        raise file_error(path, "holds no classifier state dict under 'model'")
     model = AnatomyClassifier(checkpoint["channels"])
     try:
         model.load_state_dict(checkpoint["model"])
-    except RuntimeError:
+    except (RuntimeError, TypeError, AttributeError, KeyError):
         raise file_error(path, "weights do not fit the classifier's stored channels") from None
     return model.to(device).eval(), {key: value for key, value in checkpoint.items() if key != "model"}

@@ -21,11 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.errors import file_error
 from utils.experts.routing import ROUTERS
+from utils.gates.yaml_file import read_yaml_mapping
 
 __all__ = ["EXPERT_MANIFEST_NAME", "MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "check_routes", "is_manifest", "load_manifest", "manifest_text"]
 
@@ -76,9 +75,13 @@ class ExpertManifest:
 def _resolve(manifest: Path, key: str, value: object) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise file_error(manifest, f"{key} must be a checkpoint path (relative to the manifest), got {value!r}")
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else manifest.parent / path
-    if not path.is_file():
+    try:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else manifest.parent / path
+        exists = path.is_file()
+    except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a name too long, an unknown ~user
+        raise file_error(manifest, f"{key} is not a usable path ({type(err).__name__}: {err})") from None
+    if not exists:
         raise file_error(manifest, f"{key} names {path}, which does not exist")
     return path
 
@@ -86,14 +89,7 @@ def _resolve(manifest: Path, key: str, value: object) -> Path:
 def load_manifest(path: str | Path) -> ExpertManifest:
     """Read and check a manifest (see the module docstring); every problem is a UserInputError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "expert manifest not found")
-    try:
-        node = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise file_error(path, f"is not a readable YAML manifest ({type(err).__name__})") from None
-    if not isinstance(node, dict):
-        raise file_error(path, "an expert manifest is a mapping with the keys router, classifier, experts")
+    node = read_yaml_mapping(path, "expert manifest")
     unknown = sorted(set(map(str, node)) - set(_KEYS))
     if unknown:
         raise file_error(path, f"unknown key '{unknown[0]}'; a manifest has {', '.join(_KEYS)}")

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.data.h5 import open_h5, read_kspace_info
-from utils.data.layout import parse_volume_name
+from utils.data.h5 import open_h5, read_kspace_info, read_slice, require_finite
+from utils.data.layout import volume_labels
 from utils.data.transforms import RawSlice
 from utils.errors import file_error
 from utils.experts.manifest import EXPERT_MANIFEST_NAME
@@ -47,24 +47,31 @@ def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertS
     return load_reconstructor(checkpoint, torch.device(device))
 
 
-def prep_volume(image_path: str | Path | None, kspace_path: str | Path, device: torch.device | str) -> dict[str, Any]:
-    """One volume's k-space ``(S, C, H, W)`` complex64 and mask ``(W,)`` on the host, checked; no model work."""
+def prep_volume(image_path: str | Path | None, kspace_path: str | Path | None, device: torch.device | str) -> dict[str, Any]:
+    """One volume's k-space ``(S, C, H, W)`` complex64 and mask ``(W,)`` on the host, checked; no model work.
+
+    The harness passes the image file (unused here: the model reconstructs from k-space, and leaderboard image
+    files may not be read at inference) and the k-space file of the same name, or None where it has none. Any
+    file name is accepted; anatomy and acceleration are labels for the log only.
+    """
+    if kspace_path is None:
+        raise file_error(image_path or "?", "has no k-space file of the same name in the kspace/ folder beside image/; "
+                                            "this model reconstructs from k-space")
     kspace_path = Path(kspace_path)
-    info = read_kspace_info(kspace_path)  # keys, dtype, mask length: one-line errors naming the file
+    info = read_kspace_info(kspace_path)  # keys, dtype, sizes, mask: one-line errors naming the file
     with open_h5(kspace_path) as handle:
-        kspace = handle["kspace"][()]
-        mask = handle["mask"][()].astype(np.float32)
-    if not np.isfinite(kspace).all():
-        raise file_error(kspace_path, "'kspace' holds NaN or Inf values")
-    name = parse_volume_name(kspace_path)
+        kspace = read_slice(handle["kspace"])
+        mask = read_slice(handle["mask"]).astype(np.float32)
+    require_finite(kspace_path, "kspace", kspace)
+    anatomy, acceleration = volume_labels(kspace_path)
     return {
         "kspace": kspace,
         "mask": mask,
         "device": torch.device(device),
         "num_slices": info.num_slices,
         "fname": kspace_path.name,
-        "anatomy": name.anatomy,
-        "acceleration": name.acceleration,
+        "anatomy": anatomy,
+        "acceleration": acceleration,
     }
 
 

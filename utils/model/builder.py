@@ -55,7 +55,7 @@ def _check_values(cfg: Mapping[str, Any]) -> None:
     for key in _POSITIVE_INTS:
         if key in cfg and not (_is_int(cfg[key]) and cfg[key] > 0):
             raise UserInputError(f"model.{key} must be a positive integer, got {cfg[key]!r}.")
-    if "lska_k_size" in cfg and cfg["lska_k_size"] not in LSKA_KERNELS:
+    if "lska_k_size" in cfg and (not _is_int(cfg["lska_k_size"]) or cfg["lska_k_size"] not in LSKA_KERNELS):
         raise UserInputError(f"model.lska_k_size must be one of {sorted(LSKA_KERNELS)}, got {cfg['lska_k_size']!r}.")
     for key, choices in (("acs_lines", ACS_MODES), ("feature_padding", PADDINGS), ("lska_gate", LSKA_GATES)):
         if key in cfg and cfg[key] not in choices:

@@ -16,8 +16,6 @@ Reconstruction rebuilds the network from ``model_config`` alone, so no model fla
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import torch
 
 from utils.atomic import atomic_path
 from utils.errors import UserInputError, file_error
+from utils.gates.torch_file import load_torch_file
 from utils.model.builder import build_model
 from utils.model.feature_varnet import FeatureVarNet
 
@@ -45,24 +44,21 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **checkpoint}, temporary)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint of this repository safely; anything else is a UserInputError naming the file."""
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint of this repository onto the CPU, safely (:func:`~utils.gates.torch_file.load_torch_file`);
+    anything else is a UserInputError naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise file_error(path, "checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise file_error(
-            path, "holds pickled Python objects, not only tensors and plain data; refusing to load it (weights_only)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
-        raise file_error(path, "is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
+    checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise file_error(path, f"is not a checkpoint of this repository (expected format '{CHECKPOINT_FORMAT}')")
-    for key in ("model", "model_config"):
-        if key not in checkpoint:
+    for key, kinds, expected in (("model", dict, "a state dict"), ("model_config", dict, "a mapping of model options"),
+                                 ("config", (dict, type(None)), "the run config or null"), ("origin", (dict, type(None)), "a mapping or null")):
+        if key not in checkpoint and key in ("model", "model_config"):
             raise file_error(path, f"checkpoint has no '{key}' entry")
+        if not isinstance(checkpoint.get(key), kinds):
+            raise file_error(path, f"checkpoint entry '{key}' is a {type(checkpoint[key]).__name__}, expected {expected}")
     if isinstance(checkpoint["model_config"], dict) and "acs_lines" not in checkpoint["model_config"]:
         checkpoint["model_config"] = {**checkpoint["model_config"], **LEGACY_MODEL_OPTIONS}
     return checkpoint

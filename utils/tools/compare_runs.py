@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserInputError, file_error, run_cli
+from utils.gates.torch_floor import require_safe_torch
 from utils.model.checkpoint import load_checkpoint
 
 LOGS = (
@@ -99,4 +100,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

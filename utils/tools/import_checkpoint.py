@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import pathlib
-import pickle
-import re
 import types
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -37,6 +34,8 @@ import torch
 from omegaconf import OmegaConf
 
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
+from utils.gates.torch_file import load_torch_file
+from utils.gates.torch_floor import require_safe_torch
 from utils.model.builder import build_model
 from utils.model.checkpoint import CHECKPOINT_FORMAT, save_checkpoint, weights_mismatch
 from utils.model.reference_weights import LAYOUTS, convert_state_dict, detect_layout
@@ -49,10 +48,11 @@ __all__ = ["ALLOWED_CONFIG_CLASSES", "read_foreign_checkpoint", "import_checkpoi
 ALLOWED_CONFIG_CLASSES = (
     types.SimpleNamespace,
     argparse.Namespace,
-    pathlib.PosixPath,
-    pathlib.WindowsPath,
     pathlib.PurePosixPath,
     pathlib.PureWindowsPath,
+    # concrete paths are built as pure ones: a checkpoint saved on Windows holds WindowsPath, which Linux cannot build
+    (pathlib.PurePosixPath, "pathlib.PosixPath"),
+    (pathlib.PureWindowsPath, "pathlib.WindowsPath"),
 )
 
 
@@ -72,21 +72,11 @@ def _plain(value: Any) -> Any:
 
 
 def read_foreign_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with the config classes allowed; a UserInputError otherwise."""
+    """The file through the torch-file gate with the config classes allowed; a UserInputError otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise file_error(path, "checkpoint not found")
-    try:
-        with torch.serialization.safe_globals(list(ALLOWED_CONFIG_CLASSES)):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
-        what = f"the object {found[1]}" if found else "an object"
-        raise file_error(
-            path, f"holds {what}, which is not a tensor, plain data or an allow-listed config class; refusing to unpickle it"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
-        raise file_error(path, "is not a readable PyTorch checkpoint (truncated or corrupt?)") from None
+    loaded = load_torch_file(path, ALLOWED_CONFIG_CLASSES)
     if not isinstance(loaded, dict):
         raise file_error(path, f"holds a {type(loaded).__name__}, not a state dict or a checkpoint dict")
     return loaded
@@ -168,4 +158,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

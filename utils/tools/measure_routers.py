@@ -18,6 +18,7 @@ from typing import Sequence
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.experts.measure import acceleration_rule_rates, format_confusion, router_cases, score_router
 from utils.experts.routing import Router
+from utils.gates.torch_floor import require_safe_torch
 
 __all__ = ["main"]
 
@@ -67,4 +68,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

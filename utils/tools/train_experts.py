@@ -26,12 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 from omegaconf import OmegaConf
 
 from utils.atomic import atomic_path
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
-from utils.experts.manifest import EXPERT_MANIFEST_NAME, ROUTE_CELLS, check_routes, manifest_text
+from utils.experts.manifest import (
+    EXPERT_MANIFEST_NAME,
+    ROUTE_CELLS,
+    check_routes,
+    manifest_text,
+)
+from utils.gates.torch_floor import require_safe_torch
+from utils.gates.yaml_file import read_yaml_mapping
 
 __all__ = ["ExpertSetSpec", "load_expert_set_spec", "expert_command", "main"]
 
@@ -62,14 +68,7 @@ def _strings(path: Path, key: str, value: object) -> list[str]:
 def load_expert_set_spec(path: str | Path) -> ExpertSetSpec:
     """Read ``configs/experts/<set>.yaml``; a mistake is one UserInputError naming the file and the key."""
     path = Path(path)
-    try:
-        node = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise file_error(path, "expert set not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise file_error(path, f"is not a readable YAML expert set ({type(err).__name__})") from None
-    if not isinstance(node, dict):
-        raise file_error(path, "an expert set is a mapping (name, config_name, overrides, router, classifier, experts)")
+    node = read_yaml_mapping(path, "expert set")
     unknown = sorted(set(map(str, node)) - {"name", "config_name", "overrides", "router", "classifier", "experts"})
     if unknown:
         raise file_error(path, f"unknown key '{unknown[0]}'")
@@ -187,4 +186,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

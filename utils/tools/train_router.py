@@ -25,6 +25,7 @@ from utils.data.layout import list_volumes, parse_volume_name
 from utils.errors import ArgumentParser, UserInputError, file_error, run_cli
 from utils.experts.classifier import ANATOMY_CLASSES, AnatomyClassifier, classifier_input, predict_anatomy, save_classifier
 from utils.experts.routing import ROUTE_SLICES
+from utils.gates.torch_floor import require_safe_torch
 
 __all__ = ["load_split", "train_classifier", "evaluate", "main"]
 
@@ -125,4 +126,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

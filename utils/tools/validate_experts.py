@@ -18,6 +18,7 @@ import torch
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.experts.serve import load_expert_set
 from utils.experts.validate import format_validation, validate_experts
+from utils.gates.torch_floor import require_safe_torch
 
 __all__ = ["main"]
 
@@ -41,4 +42,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, checks=[require_safe_torch])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 import torch
-from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -112,12 +112,15 @@ def build_train_transform(augment_cfg: DictConfig, epochs: int, compressor: Coil
     node = OmegaConf.to_container(augment_cfg, resolve=True)
     if node.get("image") is None and node.get("mask") is None:
         return ApplyFileMask(compressor)
+    for part in ("schedule", "image", "mask"):
+        if not isinstance(node.get(part, {}), (dict, type(None))) or (part == "schedule" and not isinstance(node.get(part), dict)):
+            raise UserInputError(f"config value augment.{part}={node.get(part)!r} is invalid: expected a mapping of its options")
     try:
         schedule = AugmentSchedule(**node["schedule"], total_epochs=epochs)
         image = None if node.get("image") is None else ImageAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["image"].items()})
         mask = None if node.get("mask") is None else MaskAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["mask"].items()})
-    except (TypeError, ValueError) as err:
-        raise UserInputError(f"the augment config cannot be built: {err}") from None
+    except Exception as err:  # noqa: BLE001 - whatever the constructors raise for a user's values
+        raise UserInputError(f"the augment config cannot be built: {_first_line(err)}") from None
     return TrainingTransform(schedule, image, mask, compressor)
 
 
@@ -143,10 +146,15 @@ def build_datasets(cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceData
     return train_set, val_set
 
 
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
     try:
         return instantiate(node, **extra)
-    except (InstantiationException, TypeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - Hydra wraps whatever the target raises for a user's values
         message = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
         raise UserInputError(f"the {group} config cannot be built: {message}") from None
 
@@ -156,8 +164,8 @@ def build_optimizer(optimizer_cfg: DictConfig, parameters) -> torch.optim.Optimi
     factory = _instantiate("optimizer", optimizer_cfg)
     try:
         return factory(parameters)
-    except (TypeError, ValueError) as err:
-        raise UserInputError(f"the optimizer config cannot be built: {err}") from None
+    except Exception as err:  # noqa: BLE001 - torch's optimizers raise several kinds for bad values
+        raise UserInputError(f"the optimizer config cannot be built: {_first_line(err)}") from None
 
 
 def build_scheduler(
@@ -174,8 +182,8 @@ def build_scheduler(
     total_steps = epochs * steps_per_epoch if interval == "step" else epochs
     try:
         return factory(optimizer, **scheduler_arguments(factory, optimizer, total_steps, set(node))), interval
-    except (TypeError, ValueError) as err:
-        raise UserInputError(f"the scheduler config cannot be built: {err}") from None
+    except Exception as err:  # noqa: BLE001 - torch's schedulers raise several kinds for bad values
+        raise UserInputError(f"the scheduler config cannot be built: {_first_line(err)}") from None
 
 
 def build_loss(loss_cfg: DictConfig) -> torch.nn.Module:

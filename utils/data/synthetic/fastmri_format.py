@@ -7,7 +7,7 @@ A fastMRI multicoil file (Zbontar et al. 2018, fastmri.org) holds
     attrs               acquisition ('CORPD_FBK', 'CORPDFS_FBK', 'AXT1', 'AXT1POST', 'AXT2', 'AXFLAIR'),
                         max and norm of reconstruction_rss, patient_id
 and is named ``file1000001.h5`` (knee) or ``file_brain_AXT2_200_6002217.h5`` (brain). The volumes are
-simulated as for the challenge layout (:func:`utils.data.synthetic.simulate.simulate_slices`) on the matrix
+simulated as for the challenge layout (:func:`utils.data.synthetic.simulate.simulate_volume`) on the matrix
 sizes of real fastMRI scans: knee 640 x 368 or 640 x 372, brain 640 x 320 or 768 x 396. A preset writes as
 many volumes per anatomy as its challenge layout holds (train + val + leaderboard), with its coils and slices.
 """
@@ -25,7 +25,7 @@ import torch
 from utils.atomic import atomic_path
 from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.data.synthetic.presets import Preset
-from utils.data.synthetic.simulate import VolumeRecipe, draw_recipe, simulate_slices
+from utils.data.synthetic.simulate import VolumeRecipe, draw_recipe, simulate_volume
 from utils.mri.coils import rss
 from utils.mri.crop import center_crop_or_pad
 from utils.mri.fft import ifft2c
@@ -131,7 +131,7 @@ def write_fastmri_volume(job: FastmriJob, seed: int, preset: Preset) -> None:
     target = np.empty((recipe.num_slices, *RECONSTRUCTION_SHAPE), np.float32)
     with atomic_path(job.path) as temporary, h5py.File(temporary, "w") as handle:
         kspace = handle.create_dataset("kspace", shape=shape, dtype=np.complex64)
-        for index, slice_kspace in enumerate(simulate_slices(rng, recipe)):
+        for index, slice_kspace in enumerate(simulate_volume(rng, recipe)[1]):
             kspace[index] = slice_kspace
             image = rss(ifft2c(torch.from_numpy(slice_kspace)), dim=0)
             target[index] = center_crop_or_pad(image, RECONSTRUCTION_SHAPE).numpy()

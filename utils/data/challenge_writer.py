@@ -8,9 +8,9 @@ The k-space file holds ``kspace`` complex64 (S, C, H, W), fully sampled for trai
 the leaderboard, and ``mask`` float32 (W,). The image file holds the three images, float32 (S, 384, 384), and
 the attributes ``max`` (the volume maximum of image_label, the SSIM data_range) and ``norm`` (its Euclidean
 norm, as in fastMRI), plus ``annotations`` when the volume has lesion boxes (:mod:`utils.data.annotations`;
-without boxes the file is exactly what it was before boxes existed). The synthetic generator and the fastMRI converter both write through
-:func:`write_volume_files`, which streams slice by slice (one slice of k-space in memory) into temporary files
-that are renamed only when the volume is complete.
+without boxes the file is exactly what it was before boxes existed). The synthetic generator and the fastMRI
+converter both write through :func:`write_volume_files`, which streams slice by slice (one slice of k-space in
+memory) into temporary files that are renamed only when the volume is complete.
 """
 from __future__ import annotations
 

@@ -282,7 +282,8 @@ def render_knee(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int
 
     Returns:
         :class:`Phantom`: float32 ``(num_slices, H, W)`` magnitude with volume maximum 1 and background exactly
-        0; hosts ``marrow`` (subchondral), ``cartilage``, ``meniscus``; slice positions in output mm.
+        0; hosts ``marrow``, ``cartilage``, ``meniscus`` and their sites (oedema is centred within ~30 mm of
+        the joint line); slice positions in output mm.
     """
     if contrast not in _LEVELS:
         raise ValueError(f"Unknown knee contrast {contrast!r}; expected one of {KNEE_CONTRASTS}.")

@@ -137,7 +137,8 @@ def _section_weight(lesion: _Lesion, section: float, grid_shape: tuple[int, int]
     """The lesion's shape weight in [0, 1] on one slice, cut to a window around it: ((h, w), (rows, columns))."""
     semi_long, semi_short = lesion.long_px * section / 2, lesion.short_px * section / 2
     edge_px = max(1.0, lesion.kind.edge * semi_short)
-    reach = int(math.ceil(semi_long * 1.3 + edge_px)) + 1
+    # the outline reaches 1.24 x the semi-axis, and the soft edge ends at rho = 1 + edge_px / (2 * semi_short)
+    reach = int(math.ceil(1.25 * semi_long * (1.0 + edge_px / semi_short))) + 1
     rows = slice(max(lesion.row - reach, 0), min(lesion.row + reach + 1, grid_shape[0]))
     columns = slice(max(lesion.column - reach, 0), min(lesion.column + reach + 1, grid_shape[1]))
     down = np.arange(rows.start, rows.stop, dtype=np.float32)[:, None] - lesion.row

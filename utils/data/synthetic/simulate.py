@@ -103,7 +103,8 @@ def _coil_maps(rng: np.random.Generator, recipe: VolumeRecipe) -> np.ndarray:
     )
 
 
-def render_object(rng: np.random.Generator, recipe: VolumeRecipe, lesions: bool = True) -> tuple[np.ndarray, dict[int, list[Box]]]:
+def render_object(rng: np.random.Generator, recipe: VolumeRecipe,
+                  lesions: bool = True) -> tuple[np.ndarray, dict[int, list[Box]]]:
     """The noise-free object of ``recipe``, float32 (S, H, W) with maximum about 1, and its lesions' boxes
     by slice in the (H, W) grid (none when ``lesions`` is False; the object is then lesion-free)."""
     render, _ = _RENDERERS[recipe.anatomy]

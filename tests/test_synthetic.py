@@ -225,6 +225,16 @@ def test_lesions_are_in_the_kspace_and_show_in_the_images_inside_their_boxes(tin
         for box in scored_boxes(boxes.get(index, [])):
             inside = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
             assert change[inside].mean() > 0.03 and input_change[inside].mean() > 0.01, (index, box)
+            # the box against a 4-pixel ring around it: the lesion changes that contrast
+            contrast = _box_contrast(label[index], box) - _box_contrast(plain_label, box)
+            assert abs(contrast) / peak > 0.02, (index, box)
+
+
+def _box_contrast(image: np.ndarray, box, ring: int = 4) -> float:
+    """Mean of ``image`` inside ``box`` minus its mean in a ``ring``-pixel band around the box."""
+    outer = image[box.y - ring : box.y + box.height + ring, box.x - ring : box.x + box.width + ring]
+    inner = image[box.y : box.y + box.height, box.x : box.x + box.width]
+    return float(inner.mean() - (outer.sum() - inner.sum()) / (outer.size - inner.size))
 
 
 @pytest.mark.parametrize("anatomy", ["brain", "knee"])

@@ -40,6 +40,24 @@ def fastmri_dir(tmp_path_factory) -> Path:
     return out
 
 
+SPLIT = (1.0, 1.0, 1.0)  # the tiny preset's 6 volumes per anatomy: 2 train, 2 val, 2 leaderboard (acc4 + acc8)
+
+
+def fastmri_plus_csvs(fastmri_dir: Path) -> list[Path]:
+    """The generator's fastMRI+-style CSVs of its lesions: Annotations/brain.csv, Annotations/knee.csv."""
+    return sorted((fastmri_dir / "Annotations").glob("*.csv"))
+
+
+@pytest.fixture(scope="session")
+def converted(fastmri_dir, tmp_path_factory) -> Path:
+    """``fastmri_dir`` converted to the challenge layout (split ``SPLIT``) with its fastMRI+ boxes."""
+    from utils.data.convert_fastmri.convert import convert
+
+    out = tmp_path_factory.mktemp("converted") / "Data"
+    convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False, annotations=fastmri_plus_csvs(fastmri_dir))
+    return out
+
+
 @pytest.fixture
 def tiny_copy(tiny_data, tmp_path) -> Path:
     """A private copy of the whole tiny dataset that a test may change."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import utils.data.convert_fastmri.convert as convert_module
+from tests.conftest import SPLIT, fastmri_plus_csvs
 from utils.data.challenge_writer import NO_GRAPPA_NOTE
 from utils.data.convert_fastmri.convert import MANIFEST_NAME, convert
 from utils.data.convert_fastmri.plan import CHALLENGE_SPLIT, MaskSpec, plan_conversion, split_counts
@@ -24,7 +25,6 @@ from utils.errors import UserInputError
 from utils.mri.acs import acs_bounds
 
 REPO = Path(__file__).resolve().parents[1]
-SPLIT = (1.0, 1.0, 1.0)  # the tiny preset's 6 volumes per anatomy: 2 train, 2 val, 2 leaderboard (acc4 + acc8)
 
 
 def _numpy_rss(kspace: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -39,13 +39,6 @@ def _numpy_rss(kspace: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         length = min(size, target)
         spans.append((slice(max(-shift, 0), max(-shift, 0) + length), slice(max(shift, 0), max(shift, 0) + length)))
     out[..., spans[0][1], spans[1][1]] = rss[..., spans[0][0], spans[1][0]]
-    return out
-
-
-@pytest.fixture(scope="module")
-def converted(fastmri_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("converted") / "Data"
-    convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False)
     return out
 
 
@@ -250,21 +243,24 @@ def test_an_interrupted_run_resumes_and_ends_equal(converted, fastmri_dir, tmp_p
 
     monkeypatch.setattr(convert_module, "write_volume_files", interrupted_writer)
     with pytest.raises(KeyboardInterrupt):
-        convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False)
+        convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False, annotations=fastmri_plus_csvs(fastmri_dir))
     monkeypatch.undo()
     done = sorted(out.rglob("*.h5"))
     assert len(done) == 2 * 3 and not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     assert calls[3] not in done
     stale = calls[3].parent / f".{calls[3].name}.99999.tmp"  # what a killed process leaves behind
     stale.write_bytes(b"half a volume")
-    report = convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False)
+    report = convert([fastmri_dir], out, seed=430, split=SPLIT, workers=1, progress=False, annotations=fastmri_plus_csvs(fastmri_dir))
     assert len(report.written) == 12 - 3 and not stale.exists()
     assert _snapshot(out).keys() == _snapshot(converted).keys()
     for path in converted.rglob("*.h5"):
         with h5py.File(path, "r") as a, h5py.File(out / path.relative_to(converted), "r") as b:
+            assert dict(a.attrs) == dict(b.attrs)  # the boxes too
             for key in a.keys():
                 np.testing.assert_array_equal(a[key][()], b[key][()])
-    assert convert([fastmri_dir], out, seed=430, split=SPLIT, progress=False).written == []
+    assert convert([fastmri_dir], out, seed=430, split=SPLIT, progress=False, annotations=fastmri_plus_csvs(fastmri_dir)).written == []
+    with pytest.raises(UserInputError, match=r"other annotations.*--overwrite"):  # the boxes are part of the settings
+        convert([fastmri_dir], out, seed=430, split=SPLIT, progress=False)
 
 
 def test_limit_converts_the_first_files_only(fastmri_dir, tmp_path):

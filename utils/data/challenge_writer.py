@@ -7,20 +7,22 @@ For every slice of fully sampled multi-coil k-space ``(C, H, W)`` and the volume
 The k-space file holds ``kspace`` complex64 (S, C, H, W), fully sampled for train/val or ``kspace * mask`` for
 the leaderboard, and ``mask`` float32 (W,). The image file holds the three images, float32 (S, 384, 384), and
 the attributes ``max`` (the volume maximum of image_label, the SSIM data_range) and ``norm`` (its Euclidean
-norm, as in fastMRI). The synthetic generator and the fastMRI converter both write through
-:func:`write_volume_files`, which streams slice by slice (one slice of k-space in memory) into temporary files
-that are renamed only when the volume is complete.
+norm, as in fastMRI), plus ``annotations`` when the volume has lesion boxes (:mod:`utils.data.annotations`;
+without boxes the file is exactly what it was before boxes existed). The synthetic generator and the fastMRI
+converter both write through :func:`write_volume_files`, which streams slice by slice (one slice of k-space in
+memory) into temporary files that are renamed only when the volume is complete.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 import torch
 
 from utils.atomic import atomic_path
+from utils.data.annotations import ANNOTATIONS_ATTR, Box, annotations_attr
 from utils.mri.acs import acs_bounds
 from utils.mri.coils import rss
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
@@ -73,6 +75,7 @@ def write_volume_files(
     acceleration: int,
     undersampled: bool,
     attrs: dict | None = None,
+    annotations: Mapping[int, Sequence[Box]] | None = None,
 ) -> None:
     """Write the k-space and image files of one volume, each atomically, one slice at a time.
 
@@ -83,8 +86,13 @@ def write_volume_files(
         mask: (W,) float32 0/1 mask; GRAPPA with spacing ``acceleration`` fills it where it can.
         undersampled: store ``kspace * mask`` (the leaderboard) instead of the full k-space (train/val).
         attrs: more attributes of the image file, beside ``max`` and ``norm``.
+        annotations: lesion boxes by slice index, in the 384 space of image_label; stored as the image file's
+            ``annotations`` when there is at least one (no attribute otherwise: no boxes).
     """
     num_slices = kspace_shape[0]
+    boxed = sorted(index for index, boxes in (annotations or {}).items() if boxes)
+    if boxed and not 0 <= boxed[0] <= boxed[-1] < num_slices:
+        raise ValueError(f"{image_path.name}: boxes on slices {boxed}, but the volume has {num_slices} slices")
     images = {key: np.empty((num_slices, *CHALLENGE_SHAPE), np.float32) for key in IMAGE_KEYS}
     use_grappa = grappa_fits(mask, acceleration)
     # The image file is renamed into place before the k-space file: a volume counts as done only when both exist.
@@ -105,4 +113,6 @@ def write_volume_files(
         image_attrs = {**volume_attrs(images["image_label"]), **(attrs or {})}
         if not use_grappa:
             image_attrs["grappa"] = NO_GRAPPA_NOTE
+        if boxed:
+            image_attrs[ANNOTATIONS_ATTR] = annotations_attr(annotations)
         write_h5(image_path, images, image_attrs)

@@ -11,16 +11,24 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["CHALLENGE_SHAPE", "center_crop_or_pad"]
+__all__ = ["CHALLENGE_SHAPE", "center_shift", "center_crop_or_pad"]
 
 CHALLENGE_SHAPE = (384, 384)
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
+def center_shift(in_size: int, out_size: int) -> int:
+    """Where :func:`center_crop_or_pad` puts input index ``i`` along one axis: output index ``i + shift``.
+
+    ``shift = out_size // 2 - in_size // 2``: > 0 pads, < 0 crops (e.g. -192 for H = 768 -> 384).
+    """
+    return out_size // 2 - in_size // 2
+
+
 def _spans(in_size: int, out_size: int) -> tuple[slice, slice]:
     """Source and destination slices along one axis, centre on centre."""
-    shift = out_size // 2 - in_size // 2  # > 0: pad, < 0: crop
+    shift = center_shift(in_size, out_size)
     src_start = max(0, -shift)
     dst_start = max(0, shift)
     length = min(in_size - src_start, out_size - dst_start)

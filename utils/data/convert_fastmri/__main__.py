@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Sequence
 
-from utils.data.convert_fastmri.convert import DEFAULT_SEED, convert
+from utils.data.convert_fastmri.convert import DEFAULT_SEED, annotation_warnings, convert
 from utils.data.convert_fastmri.plan import CHALLENGE_SPLIT, MaskSpec
 from utils.data.layout import ANATOMIES
 from utils.data.mask_types import MASK_TYPES
@@ -33,6 +34,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--mask-type", default="equispaced", choices=MASK_TYPES, help="mask family (equispaced: the challenge's)")
     parser.add_argument("--center-fraction", type=float, default=CENTER_FRACTION, help="fraction of W in the centre block")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes")
+    parser.add_argument(
+        "--annotations", nargs="+", default=[], metavar="CSV",
+        help="fastMRI+ annotation CSVs (microsoft/fastmri-plus Annotations/knee.csv, brain.csv): their boxes go "
+        "into the image files' 'annotations' attribute, in the 384x384 space of image_label",
+    )
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="convert only the first N files")
     parser.add_argument("--overwrite", action="store_true", help="replace a conversion made with other files or settings")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -45,8 +51,10 @@ def main(argv: Sequence[str]) -> int:
     mask_spec = MaskSpec(args.mask_type, args.center_fraction)
     report = convert(
         args.src, args.out, args.seed, args.split, args.anatomy, mask_spec, args.workers, args.limit, args.overwrite,
-        progress=not args.no_progress,
+        progress=not args.no_progress, annotations=args.annotations,
     )
+    for line in annotation_warnings(report):
+        print(f"warning: {line}", file=sys.stderr)
     counts = report.counts()
     print(
         f"{args.out}: {len(report.planned)} volumes (train {counts['train']}, val {counts['val']}, leaderboard "

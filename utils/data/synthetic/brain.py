@@ -20,8 +20,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 from utils.data.synthetic.edges import smooth_step
+from utils.data.synthetic.phantom import Phantom
 
-__all__ = ["BRAIN_CONTRASTS", "render_brain_volume"]
+__all__ = ["BRAIN_CONTRASTS", "render_brain", "render_brain_volume"]
 
 BRAIN_CONTRASTS = ("T1", "T1POST", "T2", "FLAIR")
 
@@ -208,9 +209,30 @@ def _pixels_to_head(rows, cols, template, transform, grid_shape, pixel_mm):
     return template.center_mm[0] + cos * u + sin * v, template.center_mm[1] - sin * u + cos * v
 
 
-def render_brain_volume(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
-                        contrast: str) -> np.ndarray:
-    """Render an axial multi-slice brain magnitude volume on the full k-space image grid.
+def _render_slice(template: _Template, z: float, levels: dict, coords: np.ndarray, angle: np.ndarray, layers: dict,
+                  edge_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """One axial slice on the head region: (magnitude, white-matter probability), each (h, w)."""
+    signal_plane, mask_plane = _brain_signal(template, z, levels)
+    distance_plane, brain_distance_plane = _hull_distances_mm(mask_plane > 0.5)
+    signal = ndimage.map_coordinates(signal_plane, coords, order=1)
+    brain = np.clip(ndimage.map_coordinates(mask_plane, coords, order=1), 0.0, 1.0)
+    distance = ndimage.map_coordinates(distance_plane, coords, order=1, mode="nearest")
+    brain_distance = ndimage.map_coordinates(brain_distance_plane, coords, order=1, mode="nearest")
+    layer_signal, head = _skull_and_scalp(distance, angle, layers, levels, edge_mm)
+    # Inside the hull the brain is bathed in CSF; wide gaps far from the brain (skull base between
+    # temporal lobes and cerebellum) are bone instead.
+    in_hull = smooth_step(-distance / edge_mm)
+    near_brain = smooth_step((3.0 - brain_distance) / 1.5)
+    gap_fill = levels["csf"] * near_brain + levels["bone"] * (1.0 - near_brain)
+    region = signal + (1.0 - brain) * (in_hull * gap_fill + (1.0 - in_hull) * layer_signal)
+    white_plane = np.pad(_plane(template.wm, z), _PAD_MM)
+    white = np.clip(ndimage.map_coordinates(white_plane, coords, order=1), 0.0, 1.0)
+    return region * (head > 0.0), white
+
+
+def render_brain(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
+                 contrast: str) -> Phantom:
+    """Render an axial multi-slice brain on the full k-space image grid, with its white matter as lesion host.
 
     Args:
         rng: source of all randomness (slice positions, in-plane pose, skull thickness, texture).
@@ -220,7 +242,8 @@ def render_brain_volume(rng: np.random.Generator, num_slices: int, grid_shape: t
         contrast: one of :data:`BRAIN_CONTRASTS`.
 
     Returns:
-        float32 ``(num_slices, H, W)`` magnitude with volume maximum 1 and background exactly 0.
+        :class:`Phantom`: float32 ``(num_slices, H, W)`` magnitude with volume maximum 1 and background
+        exactly 0; host ``white_matter`` (the template's white-matter probability); slice heights in mm.
     """
     if contrast not in _LEVELS:
         raise ValueError(f"Unknown brain contrast {contrast!r}; expected one of {BRAIN_CONTRASTS}.")
@@ -242,23 +265,20 @@ def render_brain_volume(rng: np.random.Generator, num_slices: int, grid_shape: t
     edge_mm = pixel_mm / transform["scale"]
 
     region = np.empty((num_slices,) + rows.shape, dtype=np.float32)
+    white = np.zeros((num_slices,) + tuple(grid_shape), dtype=np.float32)
     for index, z in enumerate(z_planes):
-        signal_plane, mask_plane = _brain_signal(template, z, levels)
-        distance_plane, brain_distance_plane = _hull_distances_mm(mask_plane > 0.5)
-        signal = ndimage.map_coordinates(signal_plane, coords, order=1)
-        brain = np.clip(ndimage.map_coordinates(mask_plane, coords, order=1), 0.0, 1.0)
-        distance = ndimage.map_coordinates(distance_plane, coords, order=1, mode="nearest")
-        brain_distance = ndimage.map_coordinates(brain_distance_plane, coords, order=1, mode="nearest")
-        layer_signal, head = _skull_and_scalp(distance, angle, layers, levels, edge_mm)
-        # Inside the hull the brain is bathed in CSF; wide gaps far from the brain (skull base between
-        # temporal lobes and cerebellum) are bone instead.
-        in_hull = smooth_step(-distance / edge_mm)
-        near_brain = smooth_step((3.0 - brain_distance) / 1.5)
-        gap_fill = levels["csf"] * near_brain + levels["bone"] * (1.0 - near_brain)
-        region[index] = signal + (1.0 - brain) * (in_hull * gap_fill + (1.0 - in_hull) * layer_signal)
-        region[index] *= head > 0.0
+        region[index], white[index, row_slice, col_slice] = _render_slice(
+            template, z, levels, coords, angle, layers, edge_mm)
 
     region *= _texture(rng, region.shape, sigma_px=2.0, amplitude=0.03)
     volume = np.zeros((num_slices,) + tuple(grid_shape), dtype=np.float32)
     volume[:, row_slice, col_slice] = np.clip(region, 0.0, None)
-    return volume / volume.max()
+    peak = float(volume.max())
+    hosts = {"white_matter": white}
+    return Phantom(volume / peak, hosts, {"white_matter": white >= 0.5}, np.asarray(z_planes, dtype=np.float64), 1.0 / peak)
+
+
+def render_brain_volume(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
+                        contrast: str) -> np.ndarray:
+    """The magnitude volume of :func:`render_brain`: float32 ``(num_slices, H, W)``, maximum 1."""
+    return render_brain(rng, num_slices, grid_shape, pixel_mm, contrast).volume

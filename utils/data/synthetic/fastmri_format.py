@@ -7,9 +7,15 @@ A fastMRI multicoil file (Zbontar et al. 2018, fastmri.org) holds
     attrs               acquisition ('CORPD_FBK', 'CORPDFS_FBK', 'AXT1', 'AXT1POST', 'AXT2', 'AXFLAIR'),
                         max and norm of reconstruction_rss, patient_id
 and is named ``file1000001.h5`` (knee) or ``file_brain_AXT2_200_6002217.h5`` (brain). The volumes are
-simulated as for the challenge layout (:func:`utils.data.synthetic.simulate.simulate_slices`) on the matrix
+simulated as for the challenge layout (:func:`utils.data.synthetic.simulate.simulate_volume`) on the matrix
 sizes of real fastMRI scans: knee 640 x 368 or 640 x 372, brain 640 x 320 or 768 x 396. A preset writes as
 many volumes per anatomy as its challenge layout holds (train + val + leaderboard), with its coils and slices.
+
+Their synthetic lesions (:mod:`utils.data.synthetic.lesions`) are listed as fastMRI+ annotations would list
+them: ``Annotations/brain.csv`` and ``Annotations/knee.csv`` beside the files (:mod:`utils.data.fastmri_plus`),
+boxes in the 320 x 320 space of ``reconstruction_rss`` flipped up-down, as microsoft/fastmri-plus draws them.
+Each file also carries its own rows as the JSON attribute ``fastmri_plus`` (not a fastMRI attribute), from
+which the CSVs are assembled after every run, so a resumed run lists every volume.
 """
 from __future__ import annotations
 
@@ -23,9 +29,11 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_path
+from utils.data.annotations import annotations_attr, challenge_to_fastmri_plus, crop_boxes, parse_annotations
+from utils.data.fastmri_plus import write_fastmri_plus
 from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.data.synthetic.presets import Preset
-from utils.data.synthetic.simulate import VolumeRecipe, draw_recipe, simulate_slices
+from utils.data.synthetic.simulate import VolumeRecipe, draw_recipe, simulate_volume
 from utils.mri.coils import rss
 from utils.mri.crop import center_crop_or_pad
 from utils.mri.fft import ifft2c
@@ -38,6 +46,8 @@ __all__ = [
     "fastmri_recipe",
     "plan_fastmri_jobs",
     "write_fastmri_volume",
+    "ANNOTATIONS_DIR",
+    "write_annotation_csvs",
 ]
 
 RECONSTRUCTION_SHAPE = (320, 320)
@@ -45,6 +55,8 @@ RECONSTRUCTION_SHAPE = (320, 320)
 FASTMRI_MATRICES = {"brain": ((640, 320, 0.69), (768, 396, 0.55)), "knee": ((640, 368, 0.45), (640, 372, 0.45))}
 # fastMRI's acquisition names for the simulator's contrasts
 ACQUISITIONS = {"T1": "AXT1", "T1POST": "AXT1POST", "T2": "AXT2", "FLAIR": "AXFLAIR", "PD": "CORPD_FBK", "PDFS": "CORPDFS_FBK"}
+ANNOTATIONS_DIR = "Annotations"  # as in microsoft/fastmri-plus: Annotations/knee.csv, Annotations/brain.csv
+_ROWS_ATTR = "fastmri_plus"  # a file's own fastMRI+ boxes, JSON as utils.data.annotations writes them
 _FORMAT_CODE = 3  # after the challenge layout's split codes 0, 1, 2: separate random streams
 _ANATOMY_CODES = {"brain": 0, "knee": 1}
 
@@ -129,9 +141,10 @@ def write_fastmri_volume(job: FastmriJob, seed: int, preset: Preset) -> None:
     acquisition = ACQUISITIONS[recipe.contrast]
     shape = (recipe.num_slices, recipe.num_coils, recipe.height, recipe.width)
     target = np.empty((recipe.num_slices, *RECONSTRUCTION_SHAPE), np.float32)
+    boxes, slices = simulate_volume(rng, recipe)
     with atomic_path(job.path) as temporary, h5py.File(temporary, "w") as handle:
         kspace = handle.create_dataset("kspace", shape=shape, dtype=np.complex64)
-        for index, slice_kspace in enumerate(simulate_slices(rng, recipe)):
+        for index, slice_kspace in enumerate(slices):
             kspace[index] = slice_kspace
             image = rss(ifft2c(torch.from_numpy(slice_kspace)), dim=0)
             target[index] = center_crop_or_pad(image, RECONSTRUCTION_SHAPE).numpy()
@@ -141,3 +154,26 @@ def write_fastmri_volume(job: FastmriJob, seed: int, preset: Preset) -> None:
         handle.attrs.update(
             {"acquisition": acquisition, "max": float(target.max()), "norm": float(np.linalg.norm(target)), "patient_id": patient}
         )
+        handle.attrs[_ROWS_ATTR] = annotations_attr(_fastmri_plus_boxes(boxes, (recipe.height, recipe.width)))
+
+
+def _fastmri_plus_boxes(boxes: dict, grid_shape: tuple[int, int]) -> dict:
+    """Boxes by slice in the (H, W) grid -> in fastMRI+'s space; boxes outside the 320 x 320 crop are dropped."""
+    in_fastmri_plus = {}
+    for index, slice_boxes in crop_boxes(boxes, grid_shape).items():
+        moved = [challenge_to_fastmri_plus(box) for box in slice_boxes]
+        in_fastmri_plus[index] = [box for box in moved if box.width and box.height]
+    return in_fastmri_plus
+
+
+def write_annotation_csvs(out: Path, jobs: list[FastmriJob]) -> None:
+    """``out/Annotations/{brain,knee}.csv``: the fastMRI+ rows of every written file of ``jobs``."""
+    folder = out / ANNOTATIONS_DIR
+    folder.mkdir(exist_ok=True)
+    for anatomy in ANATOMIES:
+        files = {}
+        for job in jobs:
+            if job.anatomy == anatomy and job.done:
+                with h5py.File(job.path, "r") as handle:
+                    files[job.path.stem] = parse_annotations(handle.attrs.get(_ROWS_ATTR, "{}"), job.path)
+        write_fastmri_plus(folder / f"{anatomy}.csv", files)

@@ -6,7 +6,7 @@ whose files all exist is skipped, so an interrupted run resumes where it stopped
 preset and seed: asking for a different one in a non-empty folder is refused unless ``overwrite``, and a
 folder of .h5 files the generator did not write is never touched (:mod:`utils.data.output_folder`).
 ``file_format="fastmri"`` writes fastMRI multicoil files instead (:mod:`utils.data.synthetic.fastmri_format`),
-the input of ``python -m utils.data.convert_fastmri``.
+the input of ``python -m utils.data.convert_fastmri``, and the fastMRI+-style CSVs of their lesions.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from utils.data.synthetic.fastmri_format import (
     FastmriJob,
     fastmri_recipe,
     plan_fastmri_jobs,
+    write_annotation_csvs,
     write_fastmri_volume,
 )
 from utils.data.synthetic.presets import Preset, get_preset
@@ -164,4 +165,6 @@ def generate(
     bar = tqdm(total=len(todo), desc=f"synthetic {preset.name}", unit="volume", disable=not progress)
     run_jobs(write, [(job, seed, preset) for job in todo], workers, bar)
     bar.close()
+    if file_format == "fastmri":
+        write_annotation_csvs(out, planned)
     return todo

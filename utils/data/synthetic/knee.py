@@ -18,8 +18,9 @@ import math
 import numpy as np
 from scipy import ndimage
 from utils.data.synthetic.edges import smooth_step
+from utils.data.synthetic.phantom import Phantom
 
-__all__ = ["KNEE_CONTRASTS", "render_knee_volume"]
+__all__ = ["KNEE_CONTRASTS", "render_knee", "render_knee_volume"]
 
 KNEE_CONTRASTS = ("PD", "PDFS")
 
@@ -206,8 +207,12 @@ def _soft_tissue(image, u, v, y, p, levels, edge, fibres) -> None:
     _paint(image, muscle, muscle_level)
 
 
-def _joint(image, u, v, y, ut, vt, p, levels, edge, marrow_texture) -> None:
-    """Bones, cartilage, menisci, fluid and ligaments, painted in place (``ut``, ``vt``: tibial coordinates)."""
+def _joint(image, u, v, y, ut, vt, p, levels, edge, marrow_texture) -> dict[str, np.ndarray]:
+    """Bones, cartilage, menisci, fluid and ligaments, painted in place (``ut``, ``vt``: tibial coordinates).
+
+    Returns the lesion hosts ``marrow``, ``cartilage`` and ``meniscus``, each a soft occupancy of the image's
+    shape, and the ``near_joint`` weight (1 within 25 mm of the joint line, 0 beyond 35 mm).
+    """
     femur = _femur_sdf(u, v, y, p)
     tibia = _tibia_sdf(ut, vt, y, p)
     fibula = _fibula_sdf(ut, vt, y, p)
@@ -236,14 +241,20 @@ def _joint(image, u, v, y, ut, vt, p, levels, edge, marrow_texture) -> None:
     tibial = _inside(tibia - tib_cart, edge) * (tibia > -1.0) * (vt < tib_cart + 4.0) * smooth_step(
         (np.abs(ut) - 9.0) / 3.0) * smooth_step((p["plateau_half_width"] - 2.0 - np.abs(ut)) / 3.0)
     patellar = _inside(_patella_sdf(u, v, y, p, expand_y=2.0), edge) * (patella > -1.0)
-    _paint(image, np.maximum(np.maximum(femoral, tibial), patellar), levels["cartilage"])
+    cartilage = np.maximum(np.maximum(femoral, tibial), patellar)
+    _paint(image, cartilage, levels["cartilage"])
 
     # menisci sit on the plateau periphery and are pushed out of the way of the condyles
     menisci = np.minimum(_meniscus_sdf(ut, vt, y, p, -1.0), _meniscus_sdf(ut, vt, y, p, 1.0))
-    menisci = np.maximum(menisci, -(femur - fem_cart - 0.2))
-    _paint(image, _inside(menisci, edge), levels["meniscus"])
+    meniscus = _inside(np.maximum(menisci, -(femur - fem_cart - 0.2)), edge)
+    _paint(image, meniscus, levels["meniscus"])
+    _ligaments(image, u, v, y, p, levels, edge, bones)
+    return {"marrow": _inside(bones + cortex, edge), "cartilage": cartilage * (1.0 - meniscus),
+            "meniscus": meniscus, "near_joint": near_joint}
 
-    # ligaments: medial and lateral collateral bands, and the cruciates in the notch
+
+def _ligaments(image, u, v, y, p, levels, edge, bones) -> None:
+    """Medial and lateral collateral bands and the cruciates in the notch, painted in place outside ``bones``."""
     collateral = np.minimum(
         np.maximum(_band_sdf(u, -(p["plateau_half_width"] + 3.5), 1.2 * _section(y, 2.0, 14.0) - 0.1),
                    np.abs(v - 5.0) - 38.0),
@@ -257,9 +268,9 @@ def _joint(image, u, v, y, ut, vt, p, levels, edge, marrow_texture) -> None:
     _paint(image, ligaments, levels["ligament"])
 
 
-def render_knee_volume(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
-                       contrast: str) -> np.ndarray:
-    """Render a coronal multi-slice knee magnitude volume on the full k-space image grid.
+def render_knee(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
+                contrast: str) -> Phantom:
+    """Render a coronal multi-slice knee on the full k-space image grid, with the tissues lesions may grow in.
 
     Args:
         rng: source of all randomness (anatomy, pose, slice positions, textures).
@@ -270,7 +281,9 @@ def render_knee_volume(rng: np.random.Generator, num_slices: int, grid_shape: tu
         contrast: one of :data:`KNEE_CONTRASTS`.
 
     Returns:
-        float32 ``(num_slices, H, W)`` magnitude with volume maximum 1 and background exactly 0.
+        :class:`Phantom`: float32 ``(num_slices, H, W)`` magnitude with volume maximum 1 and background exactly
+        0; hosts ``marrow``, ``cartilage``, ``meniscus`` and their sites (oedema is centred within ~30 mm of
+        the joint line); slice positions in output mm.
     """
     if contrast not in _LEVELS:
         raise ValueError(f"Unknown knee contrast {contrast!r}; expected one of {KNEE_CONTRASTS}.")
@@ -303,8 +316,20 @@ def render_knee_volume(rng: np.random.Generator, num_slices: int, grid_shape: tu
     speckle = _anisotropic_noise(rng, shape, (1.2, 1.2))  # trabecular and mild tissue texture
     region = np.zeros(shape, dtype=np.float32)
     _soft_tissue(region, u, v, y, p, levels, edge, fibres)
-    _joint(region, u, v, y, ut, vt, p, levels, edge, 1.0 + 0.1 * speckle)
+    hosts = _joint(region, u, v, y, ut, vt, p, levels, edge, 1.0 + 0.1 * speckle)
     region *= 1.0 + 0.03 * speckle
     image = np.zeros((num_slices, height, width), dtype=np.float32)
     image[..., columns] = np.clip(region, 0.0, None)
-    return (image / image.max()).astype(np.float32)
+    for name, host in hosts.items():
+        hosts[name] = np.zeros_like(image)
+        hosts[name][..., columns] = host
+    sites = {name: hosts[name] >= 0.5 for name in ("marrow", "cartilage", "meniscus")}
+    sites["marrow"] &= hosts.pop("near_joint") >= 0.5  # subchondral oedema: centred within ~30 mm of the joint line
+    peak = float(image.max())
+    return Phantom((image / peak).astype(np.float32), hosts, sites, y.ravel().astype(np.float64) * scale, 1.0 / peak)
+
+
+def render_knee_volume(rng: np.random.Generator, num_slices: int, grid_shape: tuple[int, int], pixel_mm: float,
+                       contrast: str) -> np.ndarray:
+    """The magnitude volume of :func:`render_knee`: float32 ``(num_slices, H, W)``, maximum 1."""
+    return render_knee(rng, num_slices, grid_shape, pixel_mm, contrast).volume

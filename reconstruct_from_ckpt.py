@@ -40,6 +40,7 @@ from utils.experts.serve import ExpertsServed, load_expert_set, reconstruct_fold
 from utils.gates.torch_floor import require_safe_torch
 from utils.inference.load import load_reconstructor
 from utils.inference.reconstruct import ModelClock, format_timing, reconstruct_dataset
+from utils.timing_report import write_timing_report
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -109,7 +110,16 @@ def _main_checkpoint(args: argparse.Namespace, checkpoint_path: Path, data_root:
     report(f"load: {load_seconds:.1f} s (checkpoint, model, device{'; the slowest rank' if distributed.enabled else ''})")
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
+    _write_timing(output, clock, args.batch_size, device, distributed)
     return 0
+
+
+def _write_timing(output: Path, clock: ModelClock, batch_size: int, device: torch.device, distributed) -> None:
+    """``output/timing.json`` on rank 0: the model ms/slice the 2026 scorer's tiebreak reads."""
+    if distributed.is_main:
+        path = write_timing_report(output, clock.ms_per_slice, clock.slices, clock.untimed_slices, batch_size, str(device),
+                                   distributed.world_size)
+        print(f"timing report: {path} (leaderboard_eval.py --edition 2026 reads it for the speed tiebreak)")
 
 
 def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path, distributed, device: torch.device) -> int:
@@ -136,6 +146,7 @@ def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
     report(routing_report(experts, served, load_seconds, clock, distributed.world_size))
+    _write_timing(output, clock, args.batch_size, device, distributed)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.eval_speed                          # 116 volumes x 16 slices = 1,856 slices
     python -m benchmarks.eval_speed --volumes 8 --slices 2   # smaller
+    python -m benchmarks.eval_speed --edition 2026           # SSIM_full and SSIM_bbox against the 2026 loop
 
 A leaderboard of ``--volumes`` volumes (half brain, half knee, split over acc4 and acc8) of ``--slices`` slices
 each is written to a temporary folder: targets and ``max`` come from slices of the synthetic ``tiny`` preset
@@ -13,7 +14,12 @@ each is written to a temporary folder: targets and ``max`` come from slices of t
 - as whole processes, start-up and imports included: ``python leaderboard_eval.py`` against
   ``python -m utils.evaluation.official_reference`` (the same loop behind the official script's three lines).
 
-Each line prints the ratio and the equality check: the largest per-slice difference, and whether the three
+With ``--edition 2026`` the targets carry their slices' lesion boxes and the sides are
+``utils.evaluation.edition2026.score_leaderboard_2026`` against ``utils.evaluation.official_reference_2026`` (in
+process: the largest difference of SSIM_full and SSIM_bbox per acceleration), then ``leaderboard_eval.py
+--edition 2026`` against ``python -m utils.evaluation.official_reference_2026``.
+
+Each line prints the ratio and the equality check: the largest per-slice difference, and whether the
 printed lines are identical. Each measurement is repeated ``--repeats`` times, the two sides interleaved, and
 the fastest of each side is compared, so that other work on the machine disturbs the ratio as little as it can.
 """
@@ -29,23 +35,29 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from utils.data.annotations import annotations_attr, read_annotations
 from utils.data.layout import leaderboard_filename
 from utils.data.synthetic.generate import generate
+from utils.evaluation.edition2026 import score_leaderboard_2026
 from utils.evaluation.leaderboard import score_leaderboard
 from utils.evaluation.official_reference import official_folder_ssim
+from utils.evaluation.official_reference_2026 import official_2026_folder
+from utils.metrics.score import edition_2026
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _source_slices(scratch: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray, float]]]:
-    """(target, zero-filled input, max) of every slice of a generated tiny leaderboard, per anatomy."""
+def _source_slices(scratch: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray, float, list]]]:
+    """(target, zero-filled input, max, lesion boxes) of every slice of a generated tiny leaderboard, per anatomy."""
     data = scratch / "source"
     generate(data, "tiny", workers=1, progress=False, splits=("leaderboard",))
     slices: dict[str, list] = {"brain": [], "knee": []}
     for path in sorted(data.glob("leaderboard/acc*/image/*.h5")):
+        boxes = read_annotations(path)
         with h5py.File(path, "r") as file:
             for index in range(file["image_label"].shape[0]):
-                slices[path.name.split("_")[0]].append((file["image_label"][index], file["image_input"][index], float(file.attrs["max"])))
+                slices[path.name.split("_")[0]].append((file["image_label"][index], file["image_input"][index],
+                                                        float(file.attrs["max"]), boxes.get(index, [])))
     return slices
 
 
@@ -65,6 +77,7 @@ def build_leaderboard(scratch: Path, volumes: int, slices_per_volume: int) -> tu
             with h5py.File(leaderboard / f"acc{acceleration}/image/{name}", "w") as file:
                 file.create_dataset("image_label", data=np.stack([p[0] for p in picked]))
                 file.attrs["max"] = max(p[2] for p in picked)
+                file.attrs["annotations"] = annotations_attr({s: p[3] for s, p in enumerate(picked)})
             with h5py.File(recon / f"acc{acceleration}/{name}", "w") as file:
                 file.create_dataset("reconstruction", data=np.stack([p[1] for p in picked]))
     return leaderboard, recon
@@ -73,7 +86,51 @@ def build_leaderboard(scratch: Path, volumes: int, slices_per_volume: int) -> tu
 def _timed_process(command: list[str]) -> tuple[float, list[str]]:
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, [line for line in result.stdout.splitlines() if line.startswith("Leaderboard SSIM")]
+    return time.perf_counter() - start, [line for line in result.stdout.splitlines() if line.startswith(("Leaderboard SSIM", "SSIM_"))]
+
+
+def _compare_2025(leaderboard: Path, recon: Path, slices: int, repeats: int) -> None:
+    ours = reference = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = score_leaderboard(leaderboard, recon, progress=False)
+        ours = min(ours, time.perf_counter() - start)
+        start = time.perf_counter()
+        official = []
+        for acceleration in (4, 8):
+            names = list(dict.fromkeys(s.fname for s in result.slices if s.acceleration == acceleration))
+            official += official_folder_ssim(leaderboard / f"acc{acceleration}/image", recon / f"acc{acceleration}", names)
+        reference = min(reference, time.perf_counter() - start)
+    difference = np.abs(np.array([s.ssim for s in result.slices]) - np.array(official)).max()
+    print(f"{slices} slices, in process: ours {ours:.2f} s, official loop {reference:.2f} s, "
+          f"ratio {reference / ours:.1f}x, largest per-slice difference {difference:.1e}")
+
+
+def _compare_2026(leaderboard: Path, recon: Path, slices: int, repeats: int) -> None:
+    ours = reference = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = edition_2026(score_leaderboard_2026(leaderboard, recon, progress=False))
+        ours = min(ours, time.perf_counter() - start)
+        start = time.perf_counter()
+        official = {acc: official_2026_folder(leaderboard / f"acc{acc}/image", recon / f"acc{acc}") for acc in (4, 8)}
+        reference = min(reference, time.perf_counter() - start)
+    difference = max(max(abs(result.ssim_full[acc] - official[acc][0]), abs(result.ssim_bbox[acc] - official[acc][1])) for acc in (4, 8))
+    print(f"{slices} slices, {sum(result.boxes.values())} boxes, in process: ours {ours:.2f} s, official loop {reference:.2f} s, "
+          f"ratio {reference / ours:.1f}x, largest difference of SSIM_full / SSIM_bbox per acceleration {difference:.1e}")
+
+
+def _compare_processes(ours_command: list[str], official_command: list[str], slices: int, repeats: int) -> None:
+    ours = official = float("inf")
+    for _ in range(repeats):
+        seconds, our_lines = _timed_process(ours_command)
+        ours = min(ours, seconds)
+        seconds, official_lines = _timed_process(official_command)
+        official = min(official, seconds)
+    same = "identical" if our_lines == official_lines else f"DIFFERENT: {our_lines} vs {official_lines}"
+    print(f"{slices} slices, whole processes: ours {ours:.2f} s, official {official:.2f} s, "
+          f"ratio {official / ours:.1f}x, printed lines {same}")
+    print("\n".join(our_lines))
 
 
 def main() -> None:
@@ -81,40 +138,20 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=116, help="files in all (split over acc4/acc8, brain/knee)")
     parser.add_argument("--slices", type=int, default=16, help="slices per file")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of each side; the fastest counts")
+    parser.add_argument("--edition", type=int, choices=(2025, 2026), default=2025, help="which leaderboard score")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         leaderboard, recon = build_leaderboard(Path(scratch), args.volumes, args.slices)
         slices = args.volumes // 2 * 2 * args.slices
-
-        def official_loop() -> list[float]:
-            scores = []
-            for acceleration in (4, 8):
-                names = list(dict.fromkeys(s.fname for s in result.slices if s.acceleration == acceleration))
-                scores += official_folder_ssim(leaderboard / f"acc{acceleration}/image", recon / f"acc{acceleration}", names)
-            return scores
-
-        ours = reference = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            result = score_leaderboard(leaderboard, recon, progress=False)
-            ours = min(ours, time.perf_counter() - start)
-            start = time.perf_counter()
-            official = official_loop()
-            reference = min(reference, time.perf_counter() - start)
-        difference = np.abs(np.array([s.ssim for s in result.slices]) - np.array(official)).max()
-        print(f"{slices} slices, in process: ours {ours:.2f} s, official loop {reference:.2f} s, "
-              f"ratio {reference / ours:.1f}x, largest per-slice difference {difference:.1e}")
-
-        ours_process = official_process = float("inf")
-        for _ in range(args.repeats):
-            seconds, our_lines = _timed_process([sys.executable, "leaderboard_eval.py", "-lp", str(leaderboard), "-yp", str(recon), "--no-progress"])
-            ours_process = min(ours_process, seconds)
-            seconds, official_lines = _timed_process([sys.executable, "-m", "utils.evaluation.official_reference", "-lp", str(leaderboard), "-yp", str(recon)])
-            official_process = min(official_process, seconds)
-        same = "identical" if our_lines == official_lines else f"DIFFERENT: {our_lines} vs {official_lines}"
-        print(f"{slices} slices, whole processes: ours {ours_process:.2f} s, official {official_process:.2f} s, "
-              f"ratio {official_process / ours_process:.1f}x, printed lines {same}")
-        print("\n".join(our_lines))
+        paths = ["-lp", str(leaderboard), "-yp", str(recon)]
+        if args.edition == 2025:
+            _compare_2025(leaderboard, recon, slices, args.repeats)
+            reference = [sys.executable, "-m", "utils.evaluation.official_reference", *paths]
+        else:
+            _compare_2026(leaderboard, recon, slices, args.repeats)
+            reference = [sys.executable, "-m", "utils.evaluation.official_reference_2026", *paths]
+        ours = [sys.executable, "leaderboard_eval.py", "--edition", str(args.edition), *paths, "--no-progress"]
+        _compare_processes(ours, reference, slices, args.repeats)
 
 
 if __name__ == "__main__":

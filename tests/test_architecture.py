@@ -16,14 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 # lowest first; docs/architecture.md draws the same table
 LAYERS: list[tuple[str, ...]] = [
     ("utils.errors", "utils.atomic"),
-    ("utils.distributed", "utils.figures", "utils.gates"),
+    ("utils.distributed", "utils.figures", "utils.gates", "utils.timing_report"),
     ("utils.mri",),
     ("utils.metrics",),
     ("utils.data", "utils.model"),
     ("utils.inference", "utils.evaluation"),
     ("utils.experts",),
     ("utils.training",),
-    ("utils.tools", "utils.learning"),
+    ("utils.tools", "utils.learning", "utils.common"),
 ]
 LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60

@@ -64,7 +64,7 @@ def test_cli_prints_the_official_lines_and_writes_csv(tiny_data, tmp_path):
     assert float(lines[0].split(":")[1]) == pytest.approx((acc4 + acc8) / 2, abs=1e-4)
     assert any(line.startswith("acc4  brain") for line in lines) and any(line.startswith("acc8  knee") for line in lines)
     rows = csv_path.read_text().splitlines()
-    assert rows[0] == "acceleration,anatomy,fname,slice_idx,ssim,ssim_full"
+    assert rows[0] == "acceleration,anatomy,fname,slice_idx,ssim,ssim_full,psnr,nmse"  # fastMRI's per-volume PSNR, NMSE
     assert len(rows) - 1 == score_leaderboard(tiny_data / "leaderboard", recon, progress=False).count()
 
 

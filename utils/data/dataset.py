@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +23,16 @@ import h5py
 import numpy as np
 from torch.utils.data import Dataset
 
-from utils.data.h5 import ImageInfo, KspaceInfo, open_h5, read_image_info, read_kspace_info, read_slice, require_finite
+from utils.data.annotations import Box, read_annotations
+from utils.data.h5 import (
+    ImageInfo,
+    KspaceInfo,
+    open_h5,
+    read_image_info,
+    read_kspace_info,
+    read_slice,
+    require_finite,
+)
 from utils.data.layout import VolumeName, list_volumes, parse_volume_name
 from utils.data.masks import equispaced_mask
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
@@ -41,6 +50,7 @@ class Volume:
     name: VolumeName
     kspace: KspaceInfo
     image: ImageInfo | None
+    boxes: dict[int, list[Box]] = field(default_factory=dict)  # the image file's lesion boxes by slice
 
     @property
     def kspace_shape(self) -> tuple[int, int, int]:
@@ -99,14 +109,15 @@ def _pair_files(split_dir: Path) -> list[tuple[Path, Path]]:
 def _check_volume(kspace_path: Path, image_path: Path | None) -> Volume:
     name = parse_volume_name(kspace_path)
     kspace = read_kspace_info(kspace_path)
-    image = None
+    image, boxes = None, {}
     if image_path is not None:
         image = read_image_info(image_path)
         if image.num_slices != kspace.num_slices:
             raise file_error(
                 image_path, f"has {image.num_slices} slices but {kspace_path.name} has {kspace.num_slices}"
             )
-    return Volume(kspace_path, image_path, name, kspace, image)
+        boxes = read_annotations(image_path)
+    return Volume(kspace_path, image_path, name, kspace, image, boxes)
 
 
 class SliceDataset(Dataset):
@@ -199,6 +210,7 @@ class SliceDataset(Dataset):
             slice_idx=slice_idx,
             anatomy=volume.name.anatomy,
             acceleration=acceleration,
+            boxes=tuple(volume.boxes.get(slice_idx, ())),
         )
 
     def set_epoch(self, epoch: int) -> None:

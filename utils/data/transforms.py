@@ -14,9 +14,14 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from utils.data.annotations import Box, box_mask, scored_boxes
+from utils.errors import UserInputError
 from utils.metrics.foreground import foreground_mask
+from utils.mri.crop import CHALLENGE_SHAPE
 
-__all__ = ["RawSlice", "Sample", "to_sample", "ApplyFileMask"]
+__all__ = ["MAX_BOXES", "RawSlice", "Sample", "box_tensors", "to_sample", "ApplyFileMask"]
+
+MAX_BOXES = 32  # lesion boxes per slice a sample carries (fastMRI+ and the synthetic data have a handful)
 
 
 class RawSlice(NamedTuple):
@@ -26,6 +31,7 @@ class RawSlice(NamedTuple):
     mask: (W,) float32 of 0/1 along the phase-encode axis.
     target: (384, 384) float32 ``image_label``, or None in k-space-only (leaderboard) mode.
     max_value: the volume's ``max`` attribute (SSIM data_range), NaN without a target.
+    boxes: the slice's lesion boxes (:class:`utils.data.annotations.Box`, 384 x 384 space), as stored.
     """
 
     kspace: np.ndarray
@@ -36,6 +42,7 @@ class RawSlice(NamedTuple):
     slice_idx: int
     anatomy: str
     acceleration: int
+    boxes: tuple[Box, ...] = ()
 
 
 class Sample(NamedTuple):
@@ -45,6 +52,9 @@ class Sample(NamedTuple):
     mask: (1, 1, W, 1) float32.
     target: (384, 384) float32, or an empty (0,) tensor without a target.
     fg_mask: (384, 384) float32 leaderboard foreground mask of the target, or empty (0,).
+    boxes: (MAX_BOXES, 4) int64 rows (x, y, width, height) of the lesion boxes the 2026 score uses (clipped,
+        at least 7 pixels wide and high), zero rows unused; after a geometric augmentation all zero (use box_mask).
+    box_mask: (384, 384) float32, 1 inside the scored boxes (warped with the image by augmentation), or (0,).
     """
 
     masked_kspace: torch.Tensor
@@ -56,14 +66,30 @@ class Sample(NamedTuple):
     slice_idx: int
     anatomy: str
     acceleration: int
+    boxes: torch.Tensor = torch.zeros(0, 4, dtype=torch.int64)
+    box_mask: torch.Tensor = torch.zeros(0)
 
 
 # ``(kspace (C, H, W), mask (W,)) -> (N, H, W)``, e.g. :class:`utils.data.compression.CoilCompressor`
 Compressor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = None) -> Sample:
-    """Apply ``mask`` ((W,) float32) to ``raw.kspace``, compress the coils if asked, convert to tensors."""
+def box_tensors(boxes: tuple[Box, ...], has_target: bool, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes (MAX_BOXES, 4) int64, box_mask (384, 384) float32 or (0,) without a target) of the scored boxes."""
+    scored = scored_boxes(boxes, CHALLENGE_SHAPE)
+    if len(scored) > MAX_BOXES:
+        raise UserInputError(f"{origin}: {len(scored)} lesion boxes on one slice, more than the {MAX_BOXES} this repository reads")
+    rows = torch.zeros(MAX_BOXES, 4, dtype=torch.int64)
+    for row, box in enumerate(scored):
+        rows[row] = torch.tensor([box.x, box.y, box.width, box.height])
+    mask = torch.from_numpy(box_mask(scored, CHALLENGE_SHAPE).astype(np.float32)) if has_target else torch.zeros(0)
+    return rows, mask
+
+
+def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = None, box_mask_override: np.ndarray | None = None) -> Sample:
+    """Apply ``mask`` ((W,) float32) to ``raw.kspace``, compress the coils if asked, convert to tensors.
+
+    ``box_mask_override``: the box mask of an augmented slice (the boxes themselves are then left out)."""
     mask = np.asarray(mask, dtype=np.float32)
     masked = raw.kspace * mask  # broadcasts along W
     if compressor is not None:
@@ -74,6 +100,9 @@ def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = N
     else:
         target = torch.from_numpy(np.ascontiguousarray(raw.target, dtype=np.float32))
         fg_mask = torch.from_numpy(foreground_mask(raw.target, raw.anatomy))
+    boxes, boxes_mask = box_tensors(raw.boxes if box_mask_override is None else (), raw.target is not None, f"{raw.fname} slice {raw.slice_idx}")
+    if box_mask_override is not None:
+        boxes_mask = torch.from_numpy(np.ascontiguousarray(box_mask_override, dtype=np.float32))
     return Sample(
         masked_kspace=masked_kspace,
         mask=torch.from_numpy(mask).view(1, 1, -1, 1),
@@ -84,6 +113,8 @@ def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = N
         slice_idx=raw.slice_idx,
         anatomy=raw.anatomy,
         acceleration=raw.acceleration,
+        boxes=boxes,
+        box_mask=boxes_mask,
     )
 
 

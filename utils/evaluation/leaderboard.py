@@ -35,6 +35,7 @@ from utils.evaluation.inputs import check_official_names, check_reconstructions
 from utils.metrics.foreground import foreground_mask
 from utils.metrics.score import SliceScore, leaderboard_total, mean_score, select
 from utils.metrics.ssim_moments import K1, K2, WIN_SIZE, box_moments, ssim_from_moments
+from utils.metrics.volume import volume_psnr_nmse
 
 if TYPE_CHECKING:
     import torch
@@ -67,7 +68,7 @@ class LeaderboardResult:
         return leaderboard_total(self.slices)
 
 
-def _slice_scores_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> tuple[float, float]:
+def slice_scores_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> tuple[float, float]:
     """Official SSIM and SSIM_full of one (H, W) slice, computing only the windows that touch the foreground."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     map_h, map_w = target.shape[0] - WIN_SIZE + 1, target.shape[1] - WIN_SIZE + 1
@@ -101,8 +102,8 @@ def score_volume(
     """
     reconstruction = np.ascontiguousarray(reconstruction, dtype=np.float32)
     target = np.ascontiguousarray(target, dtype=np.float32)
-    if _on_cpu(device):  # slice by slice, mask in uint8: no volume-sized temporaries (fresh pages cost more than the maths)
-        scores = [_slice_scores_cpu(r, t, foreground_mask(t, anatomy, np.uint8), max_value) for r, t in zip(reconstruction, target)]
+    if on_cpu(device):  # slice by slice, mask in uint8: no volume-sized temporaries (fresh pages cost more than the maths)
+        scores = [slice_scores_cpu(r, t, foreground_mask(t, anatomy, np.uint8), max_value) for r, t in zip(reconstruction, target)]
         return np.array([s[0] for s in scores]), np.array([s[1] for s in scores])
     mask = foreground_mask(target, anatomy)
     import torch  # only here: scoring on the CPU never imports torch (a second of start-up)
@@ -130,11 +131,11 @@ def score_folder(
     return _score_pairs(check_reconstructions(target_dir, recon_dir, key), recon_dir, key, device, progress)
 
 
-def _on_cpu(device: str | torch.device) -> bool:
+def on_cpu(device: str | torch.device) -> bool:
     return str(device).split(":")[0] == "cpu"
 
 
-def _non_finite_slice(volume: np.ndarray) -> int | None:
+def non_finite_slice(volume: np.ndarray) -> int | None:
     """The first slice of ``volume`` (S, H, W) holding NaN or Inf, None if there is none."""
     bad = ~np.isfinite(volume.reshape(len(volume), -1)).all(axis=1)
     return int(np.flatnonzero(bad)[0]) if bad.any() else None
@@ -150,12 +151,13 @@ def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -
     require_finite(target_path, "image_label", target)
     with open_h5(recon_path) as recon_file:
         reconstruction = read_slice(require_dataset(recon_file, key, ndim=3, kind="real"))
-    bad = _non_finite_slice(reconstruction)
+    bad = non_finite_slice(reconstruction)
     if bad is not None:
         return f"{recon_path.name} (slice {bad})"
     official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
+    volume_psnr, volume_nmse = volume_psnr_nmse(target, reconstruction)
     return [
-        SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b))
+        SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b), psnr=volume_psnr, nmse=volume_nmse)
         for index, (a, b) in enumerate(zip(official, foreground_only))
     ]
 
@@ -167,7 +169,7 @@ def _score_pairs(
     error. On the CPU volumes are scored in :data:`SCORING_THREADS` threads: OpenCV and numpy release the GIL,
     so one volume's h5 read overlaps another's SSIM and both cores compute."""
     scores, non_finite = [], []
-    threads = SCORING_THREADS if _on_cpu(device) else 1
+    threads = SCORING_THREADS if on_cpu(device) else 1
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = pool.map(lambda pair: _score_pair(pair, key, device), pairs)
         for (_, recon_path), result in tqdm(

@@ -20,11 +20,13 @@ from utils.data.h5 import open_h5, require_attr
 from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.errors import file_error
 from utils.evaluation.leaderboard import DEFAULT_KEY, LeaderboardResult
-from utils.metrics.score import SliceScore
+from utils.metrics.score import SliceScore, edition_2026, mean_score, select, ssim_bbox, volume_mean
 
-__all__ = ["CSV_FIELDS", "format_report", "check_csv_path", "write_csv", "extreme_slices", "check_figures_dir", "write_figures"]
+__all__ = ["CSV_FIELDS", "CSV_FIELDS_2026", "format_report", "format_report_2026", "check_csv_path", "write_csv", "extreme_slices",
+           "check_figures_dir", "write_figures"]
 
-CSV_FIELDS = ("acceleration", "anatomy", "fname", "slice_idx", "ssim", "ssim_full")
+CSV_FIELDS = ("acceleration", "anatomy", "fname", "slice_idx", "ssim", "ssim_full", "psnr", "nmse")
+CSV_FIELDS_2026 = ("acceleration", "anatomy", "fname", "slice_idx", "ssim_full", "boxes", "box_ssims", "psnr", "nmse")
 
 
 def format_report(result: LeaderboardResult) -> str:
@@ -34,8 +36,9 @@ def format_report(result: LeaderboardResult) -> str:
         f"Leaderboard SSIM (acc4): {result.mean(acceleration=4):.4f}",
         f"Leaderboard SSIM (acc8): {result.mean(acceleration=8):.4f}",
         "",
-        "Breakdown (SSIM = official whole-image mean, SSIM_full = foreground-only mean of the 2026 edition):",
-        f"{'acc':<6}{'anatomy':<9}{'slices':>7}{'SSIM':>9}{'SSIM_full':>11}",
+        "Breakdown (SSIM = official whole-image mean, SSIM_full = foreground-only mean of the 2026 formula; PSNR (dB)",
+        "and NMSE = fastMRI's per-volume metrics, averaged over volumes):",
+        f"{'acc':<6}{'anatomy':<9}{'slices':>7}{'SSIM':>9}{'SSIM_full':>11}{'PSNR':>9}{'NMSE':>10}",
     ]
     for acceleration in ACCELERATIONS:
         for anatomy in (*ANATOMIES, None):
@@ -43,6 +46,38 @@ def format_report(result: LeaderboardResult) -> str:
             lines.append(
                 f"{f'acc{acceleration}':<6}{label:<9}{result.count(acceleration, anatomy):>7}"
                 f"{result.mean(acceleration, anatomy):>9.4f}{result.mean(acceleration, anatomy, full=True):>11.4f}"
+                f"{volume_mean(result.slices, 'psnr', acceleration, anatomy):>9.2f}"
+                f"{volume_mean(result.slices, 'nmse', acceleration, anatomy):>10.5f}"
+            )
+    return "\n".join(lines)
+
+
+def format_report_2026(scores: list[SliceScore], ms_per_slice: float | None, time_source: str) -> str:
+    """The official 2026 lines, the 2026 Total with the speed tiebreak, and a breakdown with PSNR and NMSE."""
+    edition = edition_2026(scores, ms_per_slice)
+    full, bbox = edition.ssim_full, edition.ssim_bbox
+    speed = f"{ms_per_slice:.1f} ms/slice ({time_source})" if ms_per_slice is not None else f"no time given ({time_source}): counted as 2000 ms/slice"
+    lines = [
+        f"Leaderboard SSIM_full : {edition.full:.4f}",
+        f"Leaderboard SSIM_bbox : {edition.bbox:.4f}",
+        "=" * 10 + " Details " + "=" * 10,
+        f"SSIM_full (acc4): {full.get(4, float('nan')):.4f}   SSIM_full (acc8): {full.get(8, float('nan')):.4f}",
+        f"SSIM_bbox (acc4): {bbox.get(4, float('nan')):.4f}   SSIM_bbox (acc8): {bbox.get(8, float('nan')):.4f}",
+        "",
+        f"2026 Total : {edition.total:.5f} = 0.5 x {edition.full:.5f} + 0.5 x {edition.bbox:.5f} + tiebreak {edition.tiebreak:.5f} "
+        f"(at {speed})",
+        "",
+        "Breakdown (boxes = scored lesion boxes; PSNR (dB) and NMSE = fastMRI's per-volume metrics, averaged over volumes):",
+        f"{'acc':<6}{'anatomy':<9}{'slices':>7}{'boxes':>7}{'SSIM_full':>11}{'SSIM_bbox':>11}{'PSNR':>9}{'NMSE':>10}",
+    ]
+    anatomies = sorted({s.anatomy for s in scores})
+    for acceleration in ACCELERATIONS:
+        for anatomy in (*(anatomies if len(anatomies) > 1 else ()), None):
+            selected = select(scores, acceleration, anatomy)
+            lines.append(
+                f"{f'acc{acceleration}':<6}{anatomy or 'all':<9}{len(selected):>7}{sum(len(s.box_ssims) for s in selected):>7}"
+                f"{mean_score(selected, 'ssim_full'):>11.4f}{ssim_bbox(selected):>11.4f}"
+                f"{volume_mean(selected, 'psnr'):>9.2f}{volume_mean(selected, 'nmse'):>10.5f}"
             )
     return "\n".join(lines)
 
@@ -60,13 +95,21 @@ def check_csv_path(path: str | Path) -> Path:
     return path
 
 
-def write_csv(result: LeaderboardResult, path: str | Path) -> None:
-    """Per-slice scores as CSV (written to a temporary file, then renamed)."""
+def _csv_row(score: SliceScore) -> dict:
+    row = asdict(score)
+    row["boxes"] = len(score.box_ssims)
+    row["box_ssims"] = " ".join(f"{value:.6f}" for value in score.box_ssims)
+    return row
+
+
+def write_csv(scores: list[SliceScore], path: str | Path, fields: tuple[str, ...] = CSV_FIELDS) -> None:
+    """Per-slice scores as CSV, the columns ``fields`` (:data:`CSV_FIELDS`, :data:`CSV_FIELDS_2026`; the volume's
+    PSNR and NMSE repeated on each of its slices), written to a temporary file, then renamed."""
     try:
         with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(asdict(s) for s in result.slices)
+            writer.writerows(_csv_row(score) for score in scores)
     except OSError as err:
         raise file_error(path, f"cannot be written ({err.strerror or err})") from None
 

@@ -1,15 +1,16 @@
 """The 2026 harness contract: what the organisers' fixed ``recon_eval.py`` imports to reconstruct with our model.
 
 The harness loads the model once (``load_model``), then for every leaderboard volume calls ``prep_volume``
-(untimed: read the file onto the host) and ``recon_slice`` for each slice at batch 1, timing each call after 5
-untimed warm-up slices, and scores SSIM_full and SSIM_bbox. ``INPUT_KIND = "kspace"``: it hands
-``prep_volume`` the k-space file (the image file too, which this model does not read).
+(untimed: read the file onto the host), ``recon_slice`` on its first 5 slices untimed (warm-up), then on every
+slice at batch 1, timed with the device synchronised, and scores SSIM_full and SSIM_bbox. ``INPUT_KIND =
+"kspace"`` documents that the model reads the k-space file (the harness hands ``prep_volume`` both files and
+never reads ``INPUT_KIND``; leaderboard image files may not be used at inference).
 
 ``load_model(args, device)`` reads ``args.exp_dir / "best_model.pt"`` (the harness sets ``exp_dir`` to
 ``../result/<name>/checkpoints``, this repository's layout), any checkpoint of this repository or imported
-into it; where there is none, ``args.exp_dir / "experts.yaml"``, an expert manifest (docs/experts.md, e.g.
-``exp_dir = ../result/experts4``): each volume is then routed at its first ``recon_slice`` call (timed, as
-it should be) and all its slices go to that expert. Each slice gets exactly the input
+into it; where there is none, the expert manifest ``experts.yaml`` (docs/experts.md) in ``exp_dir`` or its
+parent (``recon_eval.py -n experts4`` for ``../result/experts4/experts.yaml``): each volume is then routed at
+its first ``recon_slice`` call (timed, as it should be) and all its slices go to that expert. Each slice gets exactly the input
 ``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's coil compression;
 :mod:`utils.inference.load`), so both paths produce the same reconstructions.
 """
@@ -39,11 +40,15 @@ log = logging.getLogger("routing")
 
 
 def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertSet:
-    """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode, or the expert set of
-    ``args.exp_dir / experts.yaml`` when there is no such checkpoint."""
-    checkpoint, manifest = Path(args.exp_dir) / CHECKPOINT_NAME, Path(args.exp_dir) / EXPERT_MANIFEST_NAME
-    if not checkpoint.exists() and manifest.is_file():
-        return load_expert_set(manifest, torch.device(device))
+    """The model of ``args.exp_dir / best_model.pt`` on ``device``, in eval mode; where there is none, the expert
+    set of ``experts.yaml`` in ``args.exp_dir`` or in its parent (``recon_eval.py -n <set>`` sets ``exp_dir`` to
+    ``../result/<set>/checkpoints``, and ``train_experts`` writes ``../result/<set>/experts.yaml``)."""
+    exp_dir = Path(args.exp_dir)
+    checkpoint = exp_dir / CHECKPOINT_NAME
+    if not checkpoint.exists():
+        for manifest in (exp_dir / EXPERT_MANIFEST_NAME, exp_dir.parent / EXPERT_MANIFEST_NAME):
+            if manifest.is_file():
+                return load_expert_set(manifest, torch.device(device))
     return load_reconstructor(checkpoint, torch.device(device))
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["FOREGROUND_THRESHOLDS", "foreground_threshold", "foreground_mask"]
+__all__ = ["FOREGROUND_THRESHOLDS", "MASK_ANATOMY_2026", "foreground_threshold", "foreground_mask"]
 
 FOREGROUND_THRESHOLDS = {"brain": 5e-5, "knee": 2e-5}
+MASK_ANATOMY_2026 = "knee"  # the 2026 script has one threshold for every file, 2e-5: the knee threshold of 2025
 _KERNEL = np.ones((3, 3), np.uint8)
 
 

@@ -34,15 +34,17 @@ def ssim_from_moments(ux, uy, uxx, uyy, uxy, c1, c2, win_size: int = WIN_SIZE):
 
 
 def box_moments(x: np.ndarray, y: np.ndarray, win_size: int = WIN_SIZE) -> tuple[np.ndarray, ...]:
-    """Valid-region window means (ux, uy, uxx, uyy, uxy) of two (H, W) float32 images, each (H - 6, W - 6) float32.
+    """Valid-region window means (ux, uy, uxx, uyy, uxy) of two (H, W) float32 (or float64) images, each
+    (H - 6, W - 6) in the images' dtype.
 
     OpenCV sums each window in float64 (running sums along rows and columns) and rounds the mean once to
-    float32, where the official float32 convolution rounds 49 times.
+    float32, where the official float32 convolution rounds 49 times; float64 images stay float64.
     """
     border = win_size // 2
 
     def mean(image: np.ndarray) -> np.ndarray:
-        filtered = cv2.boxFilter(image, cv2.CV_32F, (win_size, win_size), normalize=True, borderType=cv2.BORDER_ISOLATED)
+        depth = cv2.CV_64F if image.dtype == np.float64 else cv2.CV_32F
+        filtered = cv2.boxFilter(image, depth, (win_size, win_size), normalize=True, borderType=cv2.BORDER_ISOLATED)
         return filtered[border : image.shape[0] - border, border : image.shape[1] - border]
 
     return mean(x), mean(y), mean(x * x), mean(y * y), mean(x * y)

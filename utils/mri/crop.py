@@ -6,16 +6,18 @@ output index ``size // 2``. For even sizes this is the usual ``(n - size) // 2``
 """
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch-free at import: the CPU scorer (and the annotations it reads) never loads torch
+    import torch
 
 __all__ = ["CHALLENGE_SHAPE", "center_shift", "center_crop_or_pad"]
 
 CHALLENGE_SHAPE = (384, 384)
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 def center_shift(in_size: int, out_size: int) -> int:
@@ -41,13 +43,11 @@ def center_crop_or_pad(data: Array, shape: tuple[int, int] = CHALLENGE_SHAPE) ->
     Returns ``data`` itself (not a copy) when it already has ``shape``.
     """
     (src_h, dst_h), (src_w, dst_w) = (_spans(n, s) for n, s in zip(data.shape[-2:], shape))
-    if isinstance(data, torch.Tensor):
-        if tuple(data.shape[-2:]) == tuple(shape):
-            return data
-        out = data.new_zeros((*data.shape[:-2], *shape))
-    else:
-        if tuple(data.shape[-2:]) == tuple(shape):
-            return data
+    if tuple(data.shape[-2:]) == tuple(shape):
+        return data
+    if isinstance(data, np.ndarray):
         out = np.zeros((*data.shape[:-2], *shape), dtype=data.dtype)
+    else:  # a torch tensor
+        out = data.new_zeros((*data.shape[:-2], *shape))
     out[..., dst_h, dst_w] = data[..., src_h, src_w]
     return out

@@ -29,7 +29,7 @@ __all__ = ["check_command_line", "check_config", "resolve_device", "prepare_data
 
 log = logging.getLogger("train")
 SCHEDULER_INTERVALS = ("epoch", "step")
-SELECTION_METRICS = ("val_ssim", "train_loss")
+SELECTION_METRICS = ("val_ssim", "val_total_2026", "train_loss")  # higher is better for the val_* metrics
 NONFINITE_POLICIES = ("skip", "stop")
 AMP_MODES = ("none", "fp16", "bf16")
 

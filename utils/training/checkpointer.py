@@ -34,7 +34,7 @@ __all__ = ["Checkpointer", "run_layout", "improved"]
 
 log = logging.getLogger("train")
 LOGS = {"train_loss_log.npy": "train_loss_log", "val_loss_log.npy": "val_loss_log", "val_ssim_log.npy": "val_ssim_log",
-        "train_step_loss_log.npy": "step_loss_log"}
+        "val_total_2026_log.npy": "val_total_2026_log", "train_step_loss_log.npy": "step_loss_log"}
 
 
 def run_layout(cfg: DictConfig, dist: Distributed) -> dict[str, int]:
@@ -48,7 +48,7 @@ def improved(value: float | None, best: float | None, select_best_by: str) -> bo
         return False
     if best is None:
         return True
-    return value > best if select_best_by == "val_ssim" else value < best
+    return value > best if select_best_by.startswith("val_") else value < best
 
 
 class Checkpointer:

@@ -51,6 +51,7 @@ class TrainState:
     val_loss_log: list[list[float]] = field(default_factory=list)
     val_ssim_log: list[list[float]] = field(default_factory=list)
     val_zero_filled_ssim_log: list[list[float]] = field(default_factory=list)  # the zero-filled baseline, for the curves
+    val_total_2026_log: list[list[float]] = field(default_factory=list)  # 0.5 SSIM_full + 0.5 SSIM_bbox (2026, no tiebreak)
     step_loss_log: list[list[float]] = field(default_factory=list)  # (global step, mean loss of the step)
     validations_since_best: int = 0  # for early stopping on validation SSIM
     init_from: dict | None = None  # where the starting weights came from (training.init_from), else None
@@ -97,7 +98,7 @@ def _accumulate(model: nn.Module, batch, loss_fn: nn.Module, group: _Group, grou
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         output = run_model(model, batch, device)
     max_value = batch.max_value.to(device=device, dtype=torch.float64)
-    loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value)
+    loss = loss_fn(output.float(), batch.target.to(device), batch.fg_mask.to(device), max_value, batch.box_mask.to(device))
     if torch.isfinite(loss):
         scaler.scale(loss / group_size).backward()
         group.loss, group.slices = group.loss + loss.item() * len(output), group.slices + len(output)

@@ -2,8 +2,9 @@
 
     result/<exp_name>/
       checkpoints/model.pt         every epoch (and every training.checkpoint_every_steps / _minutes): resume from here
-      checkpoints/best_model.pt    best by validation SSIM (or by train loss, see training.select_best_by)
-      train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy      (epoch, value) rows
+      checkpoints/best_model.pt    best by the validation Total of 2025 (training.select_best_by: val_ssim), of 2026
+                                   (val_total_2026) or by train loss (train_loss)
+      train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy, val_total_2026_log.npy      (epoch, value) rows
       train_step_loss_log.npy      (optimizer step, loss) rows: where two runs first differ
       reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
       figures/val_epoch{E}.png, figures/curves.png                 with training.figures (utils/figures.py)
@@ -204,9 +205,9 @@ def _epoch(run: Run, epoch: int, stop: StopOnSignal) -> bool:
     selection_value = metrics["train/loss"] if settings.select_best_by == "train_loss" else None
     drawn = {}  # W&B key -> PNG of this epoch
     if not settings.train_on_train_and_val and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
-        val_ssim = _validate_epoch(run, epoch, metrics, drawn)
-        if settings.select_best_by == "val_ssim":
-            selection_value = val_ssim
+        validation = _validate_epoch(run, epoch, metrics, drawn)
+        if settings.select_best_by != "train_loss":
+            selection_value = validation[settings.select_best_by]
     run.checkpointer.end_epoch(epoch, selection_value)
     if run.figures:
         state = run.state
@@ -247,9 +248,10 @@ def _train_epoch(run: Run, epoch: int, stop: StopOnSignal) -> dict[str, float]:
     return metrics
 
 
-def _validate_epoch(run: Run, epoch: int, metrics: dict[str, float], drawn: dict[str, Path | None]) -> float:
-    """Validate after ``epoch``: logs, figure, reconstructions, the plateau schedule and the early-stopping count;
-    adds to ``metrics`` and ``drawn`` and returns the validation Total."""
+def _validate_epoch(run: Run, epoch: int, metrics: dict[str, float], drawn: dict[str, Path | None]) -> dict[str, float]:
+    """Validate after ``epoch``: logs, figure, reconstructions, the plateau schedule and the early-stopping count
+    (both on the selection metric, the 2025 Total unless ``val_total_2026`` selects); adds to ``metrics`` and
+    ``drawn`` and returns the validation metrics that can select the best model."""
     settings, state = run.cfg.training, run.state
     result = validate(run.module, run.val_loader, run.loss_fn, run.device, settings.log_images, run.progress, dist=run.dist,
                       keep_outputs=settings.save_val_reconstructions, figure_rows=settings.get("figures", True))
@@ -258,15 +260,21 @@ def _validate_epoch(run: Run, epoch: int, metrics: dict[str, float], drawn: dict
     state.val_loss_log.append([epoch, result.loss])
     state.val_ssim_log.append([epoch, result.ssim])
     state.val_zero_filled_ssim_log.append([epoch, result.zero_filled_ssim])
+    state.val_total_2026_log.append([epoch, result.total_2026])
     if run.figures and result.figure_rows:
         drawn["figures/validation"] = _draw("val", draw_comparison_grid, result.figure_rows, run.run_dir / "figures" / f"val_epoch{epoch}.png",
                                             f"{run.cfg.exp_name}: validation after epoch {epoch}")
-    metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim})
+    metrics.update({"val/loss": result.loss, "val/ssim": result.ssim, "val/ssim_zero_filled": result.zero_filled_ssim,
+                    "val/ssim_full": result.ssim_full, "val/ssim_bbox": result.ssim_bbox, "val/total_2026": result.total_2026,
+                    "val/boxes": result.boxes})
     metrics.update({f"val/ssim_{group}": value for group, value in result.group_ssim.items()})
     run.logger.log_images(result.images, epoch)
+    selection = {"val_ssim": result.ssim, "val_total_2026": result.total_2026}
+    watched = "val_total_2026" if settings.select_best_by == "val_total_2026" else "val_ssim"
     if is_plateau(run.scheduler):
-        run.scheduler.step(result.ssim)
-    best_ssim = max((value for _, value in state.val_ssim_log[:-1]), default=-math.inf)
-    improved_ssim = result.ssim > best_ssim + settings.early_stopping_min_delta
-    state.validations_since_best = 0 if improved_ssim else state.validations_since_best + 1
-    return result.ssim
+        run.scheduler.step(selection[watched])
+    history = state.val_total_2026_log if watched == "val_total_2026" else state.val_ssim_log
+    best = max((value for _, value in history[:-1]), default=-math.inf)
+    improved = selection[watched] > best + settings.early_stopping_min_delta
+    state.validations_since_best = 0 if improved else state.validations_since_best + 1
+    return selection

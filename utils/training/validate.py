@@ -1,9 +1,10 @@
-"""Validation: the leaderboard-identical SSIM per slice, by anatomy and acceleration, and the loss.
+"""Validation: the leaderboard-identical SSIM per slice, by anatomy and acceleration, the 2026 numbers, and the loss.
 
 Each slice scores ``mean(leaderboard_ssim_map(output, target, fg_mask, max))``, exactly the number
 ``leaderboard_eval.py`` would give that slice, and the slices combine as the leaderboard combines them: the
 mean of each acceleration's slices, then Total = (SSIM acc4 + SSIM acc8) / 2 (over the accelerations present),
-so model selection optimises what the leaderboard measures.
+so model selection optimises what the leaderboard measures. The 2026 SSIM_full and SSIM_bbox (lesion boxes of
+the image files) and their Total without the speed tiebreak come with it (:func:`utils.metrics.score.edition_2026`).
 Under DDP each rank scores its share of the volumes and the per-slice numbers of all ranks are gathered
 before averaging, so the result is the single-process one.
 With ``figure_rows`` one representative slice per anatomy x acceleration (the middle slice of the group's
@@ -26,7 +27,7 @@ from utils.distributed import Distributed
 from utils.evaluation.slices import score_batch
 from utils.figures import ComparisonRow
 from utils.inference.reconstruct import run_model
-from utils.metrics.score import SliceScore, leaderboard_total
+from utils.metrics.score import SliceScore, edition_2026, leaderboard_total
 
 __all__ = ["ValidationResult", "validate"]
 
@@ -38,8 +39,16 @@ class ValidationResult:
     loss: float
     ssim: float  # the leaderboard Total: mean over accelerations of the mean SSIM of their slices
     zero_filled_ssim: float  # the same Total for the zero-filled input RSS(IFFT(masked k-space)), a baseline
+    ssim_full: float = float("nan")  # 2026: SSIM_full, averaged over the accelerations
+    ssim_bbox: float = float("nan")  # 2026: SSIM_bbox (0 where no slice has a lesion box, as the official script)
     group_ssim: dict[str, float] = field(default_factory=dict)  # e.g. {"brain_acc4": 0.93, "acc4": 0.91, ...}
+    boxes: int = 0  # lesion boxes scored
     images: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (caption, output | target side by side)
+
+    @property
+    def total_2026(self) -> float:
+        """The 2026 Total without its speed tiebreak: 0.5 SSIM_full + 0.5 SSIM_bbox."""
+        return 0.5 * self.ssim_full + 0.5 * self.ssim_bbox
     outputs: list[tuple[str, int, np.ndarray]] = field(default_factory=list)  # (fname, slice, image) with keep_outputs
     figure_rows: list[ComparisonRow] = field(default_factory=list)  # one per anatomy x acceleration, with figure_rows
 
@@ -116,7 +125,7 @@ def validate(
     for batch in tqdm(loader, desc="validation", unit="batch", disable=not progress, leave=False):
         output = run_model(model, batch, device).float()
         max_value = batch.max_value.to(device=device, dtype=torch.float64)
-        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value).item()
+        loss = loss_fn(output, batch.target.to(device), batch.fg_mask.to(device), max_value, batch.box_mask.to(device)).item()
         kept.losses.append((loss * len(output), len(output)))
         scored = score_batch(output, batch, device)
         scores.extend(scored.scores)
@@ -125,10 +134,14 @@ def validate(
     losses = [loss for shard in dist.gather(kept.losses) for loss in shard]
     outputs = [o for shard in dist.gather_to_main(kept.outputs) or [] for o in shard] if keep_outputs else []  # rank 0 writes them
     rows = sorted((r for shard in dist.gather_to_main(kept.rows) or [] for r in shard), key=lambda r: r.label) if figure_rows else []
+    edition = edition_2026(scores)
     return ValidationResult(
         loss=float(np.sum([loss for loss, _ in losses]) / sum(count for _, count in losses)),
         ssim=leaderboard_total(scores),
         zero_filled_ssim=leaderboard_total(scores, "zero_filled_ssim"),
+        ssim_full=edition.full,
+        ssim_bbox=edition.bbox,
+        boxes=sum(edition.boxes.values()),
         group_ssim=group_means(scores),
         images=kept.images,
         outputs=outputs,

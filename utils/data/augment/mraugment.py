@@ -23,7 +23,8 @@ from utils.mri.coils import rss
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
 from utils.mri.fft import fft2c, ifft2c
 
-__all__ = ["AUGMENTATIONS", "ImageAugmentParams", "draw_params", "affine_matrix", "augment_coil_images", "augment_kspace"]
+__all__ = ["AUGMENTATIONS", "ImageAugmentParams", "draw_params", "affine_matrix", "augment_coil_images", "augment_kspace",
+           "augment_box_mask"]
 
 AUGMENTATIONS = ("flip_h", "flip_v", "rotation", "scaling", "translation", "shear")
 
@@ -90,8 +91,9 @@ def affine_matrix(params: ImageAugmentParams) -> np.ndarray:
     return translation @ rotation @ scale @ shear
 
 
-def augment_coil_images(images: torch.Tensor, params: ImageAugmentParams) -> torch.Tensor:
-    """Coil images ``(C, H, W)`` complex -> the same transform applied to every coil, ``(C, H, W)`` complex."""
+def augment_coil_images(images: torch.Tensor, params: ImageAugmentParams, padding_mode: str = "reflection") -> torch.Tensor:
+    """Coil images ``(C, H, W)`` complex -> the same transform applied to every coil, ``(C, H, W)`` complex
+    (``padding_mode`` of ``grid_sample`` outside the image: reflection for images, zeros for masks)."""
     if params.flip_h:
         images = images.flip(-1)
     if params.flip_v:
@@ -105,7 +107,7 @@ def augment_coil_images(images: torch.Tensor, params: ImageAugmentParams) -> tor
     theta = torch.as_tensor(inverse[:2], dtype=torch.float32)[None]
     grid = F.affine_grid(theta, [1, 2 * coils, height, width], align_corners=False)
     channels = torch.view_as_real(images).permute(0, 3, 1, 2).reshape(1, 2 * coils, height, width)
-    warped = F.grid_sample(channels, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    warped = F.grid_sample(channels, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     warped = warped.reshape(coils, 2, height, width).permute(0, 2, 3, 1).contiguous()
     return torch.view_as_complex(warped)
 
@@ -115,3 +117,12 @@ def augment_kspace(kspace: np.ndarray, params: ImageAugmentParams) -> tuple[np.n
     images = augment_coil_images(ifft2c(torch.from_numpy(np.ascontiguousarray(kspace))), params)
     target = center_crop_or_pad(rss(images, dim=0), CHALLENGE_SHAPE)
     return fft2c(images).numpy().astype(np.complex64), target.numpy().astype(np.float32)
+
+
+def augment_box_mask(box_mask: np.ndarray, params: ImageAugmentParams, image_shape: tuple[int, int]) -> np.ndarray:
+    """The (384, 384) lesion-box mask of a target moved with its image: placed on the ``image_shape`` (H, W) grid
+    where the target's centre crop took it from, transformed as the coil images are (zeros outside), cropped
+    again and thresholded at 0.5 -> (384, 384) float32 of 0/1."""
+    grid = center_crop_or_pad(torch.from_numpy(np.ascontiguousarray(box_mask, dtype=np.float32)), tuple(image_shape))
+    warped = augment_coil_images(torch.complex(grid, torch.zeros_like(grid))[None], params, padding_mode="zeros")[0].real
+    return (center_crop_or_pad(warped, CHALLENGE_SHAPE) > 0.5).numpy().astype(np.float32)

@@ -13,10 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from utils.data.augment.mraugment import AUGMENTATIONS, augment_kspace, draw_params
+from utils.data.augment.mraugment import AUGMENTATIONS, augment_box_mask, augment_kspace, draw_params
 from utils.data.augment.schedule import AugmentSchedule
 from utils.data.mask_types import MASK_TYPES, sample_mask
-from utils.data.transforms import Compressor, RawSlice, Sample, to_sample
+from utils.data.transforms import Compressor, RawSlice, Sample, box_tensors, to_sample
 
 __all__ = ["ENTRY_MASK_WEIGHTS", "ImageAugment", "MaskAugment", "TrainingTransform"]
 
@@ -107,12 +107,15 @@ class TrainingTransform:
 
     def __call__(self, raw: RawSlice, rng: np.random.Generator) -> Sample:
         probability = self.probability
+        moved_boxes = None  # the lesion-box mask, moved with the image
         if self.image is not None and raw.target is not None:
             image = self.image
             params = draw_params(rng, probability, image.weights, raw.kspace.shape[-2:], image.max_rotation_deg,
                                  image.scale_range, image.max_translation, image.max_shear_deg)
             if not params.is_identity:
                 kspace, target = augment_kspace(raw.kspace, params)
+                if raw.boxes:
+                    moved_boxes = augment_box_mask(box_tensors(raw.boxes, True, raw.fname)[1].numpy(), params, raw.kspace.shape[-2:])
                 raw = raw._replace(kspace=kspace, target=target)
         mask = raw.mask if self.mask is None else self.mask.draw(rng, probability, raw)
-        return to_sample(raw, mask, self.compressor)
+        return to_sample(raw, mask, self.compressor, moved_boxes)

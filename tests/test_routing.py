@@ -80,8 +80,9 @@ def test_a_random_mask_between_the_accelerations_is_unsure():
 
 def test_unequal_spacing_near_8_with_an_acc4_fraction_is_unsure():
     """An acc8 mask with unequal spacing (SPEC §1: "equal spacing not guaranteed") samples like a random acc4 one."""
-    mask = equispaced_mask(400, 400, 40)  # a 10 % centre block
-    block = center_block(400, 40)
+    block = center_block(400, 40)  # a 10 % centre block
+    mask = np.zeros(400, np.float32)
+    mask[block] = 1
     for side, direction in ((block.start - 3, -1), (block.stop + 2, 1)):
         column, gaps = side, [6, 10] * 30
         while 0 <= column < 400:
@@ -90,6 +91,9 @@ def test_unequal_spacing_near_8_with_an_acc4_fraction_is_unsure():
     guess = acceleration_guess(mask)
     assert 7.2 <= line_spacing(mask).mean <= 8.8 and mask.mean() > 0.2
     assert (guess.value, guess.sure) == (8, False) and "mean spacing reads acc8" in guess.why and "line count reads acc4" in guess.why
+    mask[[block.start - 2, block.stop + 1]] = 1  # neighbours of the first lines: a random draw, whose line count decides
+    guess = acceleration_guess(mask)
+    assert (guess.value, guess.sure) == (4, False) and "neighbouring outside lines mark a random draw" in guess.why
 
 
 def test_a_mask_without_a_centre_block_or_outside_every_family_is_unsure():

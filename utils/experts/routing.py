@@ -234,6 +234,9 @@ def acceleration_guess(mask: np.ndarray) -> Guess:
         return Guess(readings[0], True, f"{seen}: {' and '.join(how)} read{'s' if len(how) == 1 else ''} acc{readings[0]}")
     fits = {0: "fits neither acc4 nor acc8", 2: "fits both acc4 and acc8"}.get(len(counted_in)) or f"reads acc{counted_in[0]}"
     count_reads = f"the line count {fits} (centre counted in W / R)"
+    if on_top and len(counted_in) == 1 and 1 in spacing.gaps:  # neighbouring lines: a random draw, not a step
+        return Guess(counted_in[0], False, f"{seen}: the mean spacing reads acc{on_top[0]} (centre on top), {count_reads}; "
+                                           f"neighbouring outside lines mark a random draw")
     if on_top:
         return Guess(on_top[0], False, f"{seen}: the mean spacing reads acc{on_top[0]} (centre on top), {count_reads}")
     return Guess(nearest, False, f"{seen}: no step of 4 or 8, and {count_reads}: between the accelerations")

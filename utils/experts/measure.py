@@ -136,7 +136,7 @@ def rule_rates_row(label: str, masks: Iterator[np.ndarray], acceleration: int) -
         silent += guess.value != acceleration and guess.sure
     span = f"{low:.3f}..{high:.3f}"
     rates = "".join(f"{n / max(count, 1):9.4f}" for n in (wrong, unsure, silent))
-    return f"{label}".ljust(26) + str(count).rjust(8) + span.rjust(14) + rates, silent
+    return label.ljust(26) + str(count).rjust(8) + span.rjust(14) + rates, silent
 
 
 def acceleration_rule_rates(draws_per_width: int, seed: int = 430) -> str:
@@ -144,10 +144,11 @@ def acceleration_rule_rates(draws_per_width: int, seed: int = 430) -> str:
     320..480, centre blocks of 26..39 lines, every offset) and ``draws_per_width`` masks per width of each
     augmentation family, both accelerations; per row the fraction wrong, unsure, and wrong but sure."""
     rng = np.random.default_rng(seed)
-    lines = [f"acceleration rule: widths {SPEC_WIDTHS[0]}..{SPEC_WIDTHS[-1]}; challenge masks: centre blocks of "
+    title = (f"acceleration rule: widths {SPEC_WIDTHS[0]}..{SPEC_WIDTHS[-1]}; challenge masks: centre blocks of "
              f"{CHALLENGE_CENTER_LINES[0]}..{CHALLENGE_CENTER_LINES[-1]} lines, every offset; augmentation families: "
-             f"{draws_per_width} per width, centre fraction {CENTER_FRACTIONS[0]}..{CENTER_FRACTIONS[1]}, seed {seed}",
-             "masks".ljust(26) + "cases".rjust(8) + "fraction".rjust(14) + "wrong".rjust(9) + "unsure".rjust(9) + "silent".rjust(9)]
+             f"{draws_per_width} per width, centre fraction {CENTER_FRACTIONS[0]:.2f}..{CENTER_FRACTIONS[1]:.2f}, seed {seed}")
+    header = "masks".ljust(26) + "cases".rjust(8) + "fraction".rjust(14) + "wrong".rjust(9) + "unsure".rjust(9) + "silent".rjust(9)
+    lines = [title, header]
     silent = 0
     for acceleration in ACCELERATIONS:
         sources = {"challenge": challenge_masks(acceleration)}

@@ -1,5 +1,5 @@
 """How often a router sends a volume where it belongs: confusion tables on a split's files and on masks of
-the augmentation family.
+the augmentation family, and the acceleration rule alone over SPEC §1's whole range of masks.
 
 Cases are drawn from a train/val split (fully sampled k-space, so any mask can be applied): every volume
 under its own mask, and every volume under ``draws`` masks of each fastMRI type of mask augmentation
@@ -18,13 +18,15 @@ import numpy as np
 
 from utils.data.layout import ACCELERATIONS, ANATOMIES, list_volumes, parse_volume_name
 from utils.data.mask_types import MASK_TYPES, sample_mask
+from utils.data.masks import equispaced_mask
 from utils.experts.routing import RouteDecision, Router, VolumeEvidence, acceleration_guess, make_evidence, read_central_slices
 
 __all__ = ["RouterCase", "router_cases", "RouterScore", "score_router", "format_confusion", "acceleration_rule_rates"]
 
 LABELS = tuple(f"{anatomy}_acc{acceleration}" for anatomy in ANATOMIES for acceleration in ACCELERATIONS)
 CENTER_FRACTIONS = (0.07, 0.10)
-WIDTHS = (320, 344, 368, 372, 384, 392, 396, 400, 480)  # the synthetic presets' widths (SPEC §1: 320..480)
+SPEC_WIDTHS = range(320, 481)            # SPEC §1: W from 320 to 480
+CHALLENGE_CENTER_LINES = range(26, 40)   # SPEC §1: centre blocks of about 26..39 lines
 
 
 @dataclass(frozen=True)
@@ -102,22 +104,58 @@ def format_confusion(score: RouterScore, title: str) -> str:
     return "\n".join(lines)
 
 
-def acceleration_rule_rates(draws: int, seed: int = 430) -> str:
-    """The acceleration rule alone on ``draws`` masks per type and acceleration (widths of :data:`WIDTHS`,
-    centre fraction uniform in [0.07, 0.10]; no data needed): the fraction wrong, unsure, and wrong but sure."""
+def challenge_masks(acceleration: int) -> Iterator[np.ndarray]:
+    """Every challenge mask at ``acceleration`` (SPEC §1): each width of :data:`SPEC_WIDTHS`, centre block of
+    each size in :data:`CHALLENGE_CENTER_LINES`, equispaced lines from every offset; (W,) float32 each."""
+    for width in SPEC_WIDTHS:
+        for lines in CHALLENGE_CENTER_LINES:
+            for offset in range(acceleration):
+                yield equispaced_mask(width, acceleration, lines, offset)
+
+
+def family_masks(kind: str, acceleration: int, draws_per_width: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """``draws_per_width`` masks of augmentation family ``kind`` at each width of :data:`SPEC_WIDTHS`, centre
+    fraction uniform in :data:`CENTER_FRACTIONS`."""
+    for width in SPEC_WIDTHS:
+        for _ in range(draws_per_width):
+            yield sample_mask(kind, width, acceleration, rng.uniform(*CENTER_FRACTIONS), rng)
+
+
+def rule_rates_row(label: str, masks: Iterator[np.ndarray], acceleration: int) -> tuple[str, int]:
+    """One table row: masks, their sampled fractions, and the fraction routed wrong, unsure, and wrong but
+    sure ("silent"); with the number of silent masks."""
+    count = wrong = unsure = silent = 0
+    low, high = 1.0, 0.0
+    for mask in masks:
+        guess = acceleration_guess(mask)
+        fraction = float(np.mean(mask > 0))
+        low, high = min(low, fraction), max(high, fraction)
+        count += 1
+        wrong += guess.value != acceleration
+        unsure += not guess.sure
+        silent += guess.value != acceleration and guess.sure
+    span = f"{low:.3f}..{high:.3f}"
+    rates = "".join(f"{n / max(count, 1):9.4f}" for n in (wrong, unsure, silent))
+    return label.ljust(26) + str(count).rjust(8) + span.rjust(14) + rates, silent
+
+
+def acceleration_rule_rates(draws_per_width: int, seed: int = 430) -> str:
+    """The acceleration rule alone (no data needed) over SPEC §1's range: every challenge mask (widths
+    320..480, centre blocks of 26..39 lines, every offset) and ``draws_per_width`` masks per width of each
+    augmentation family, both accelerations; per row the fraction wrong, unsure, and wrong but sure."""
     rng = np.random.default_rng(seed)
-    lines = [f"acceleration rule on {draws} masks per type and acceleration (widths {WIDTHS[0]}..{WIDTHS[-1]}, centre 0.07..0.10, seed {seed})",
-             "masks".ljust(26) + "fraction range".rjust(16) + "wrong".rjust(9) + "unsure".rjust(9) + "silent".rjust(9)]
+    title = (f"acceleration rule: widths {SPEC_WIDTHS[0]}..{SPEC_WIDTHS[-1]}; challenge masks: centre blocks of "
+             f"{CHALLENGE_CENTER_LINES[0]}..{CHALLENGE_CENTER_LINES[-1]} lines, every offset; augmentation families: "
+             f"{draws_per_width} per width, centre fraction {CENTER_FRACTIONS[0]:.2f}..{CENTER_FRACTIONS[1]:.2f}, seed {seed}")
+    header = "masks".ljust(26) + "cases".rjust(8) + "fraction".rjust(14) + "wrong".rjust(9) + "unsure".rjust(9) + "silent".rjust(9)
+    lines = [title, header]
+    silent = 0
     for acceleration in ACCELERATIONS:
-        for kind in MASK_TYPES:
-            fractions, wrong, unsure, silent = [], 0, 0, 0
-            for _ in range(draws):
-                mask = sample_mask(kind, int(rng.choice(WIDTHS)), acceleration, rng.uniform(*CENTER_FRACTIONS), rng)
-                guess = acceleration_guess(mask)
-                fractions.append(float(mask.mean()))
-                wrong += guess.value != acceleration
-                unsure += not guess.sure
-                silent += guess.value != acceleration and guess.sure
-            span = f"{min(fractions):.3f}..{max(fractions):.3f}"
-            lines.append(f"{kind} acc{acceleration}".ljust(26) + span.rjust(16) + f"{wrong / draws:9.3f}{unsure / draws:9.3f}{silent / draws:9.3f}")
+        sources = {"challenge": challenge_masks(acceleration)}
+        sources.update({kind: family_masks(kind, acceleration, draws_per_width, rng) for kind in MASK_TYPES})
+        for kind, masks in sources.items():
+            line, row_silent = rule_rates_row(f"{kind} acc{acceleration}", masks, acceleration)
+            lines.append(line)
+            silent += row_silent
+    lines.append(f"wrong without saying unsure: {silent}")
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Which expert reconstructs a volume: its anatomy and acceleration, estimated from the data alone.
 
 A volume is routed once, from its mask and the zero-filled images of its central slices
-(:func:`read_evidence`); file names are never read. The acceleration comes from the mask's sampled fraction
-(:func:`acceleration_guess`), the anatomy from the k-space height checked against the zero-filled intensity
+(:func:`read_evidence`); file names are never read. The acceleration comes from the mask's line spacing
+outside its centre block, and from its sampled fraction where the lines have no step of 4 or 8
+(:func:`acceleration_guess`); the anatomy from the k-space height checked against the zero-filled intensity
 (``router: rule``, :func:`rule_anatomy_guess`) or from the CNN of :mod:`utils.experts.classifier`
 (``router: classifier``). A decision that is not sure says why, and is never silent; the fallback for an unsure
 anatomy is the other router's answer when that one is sure. The derivation of every threshold below and the
@@ -19,14 +20,16 @@ import torch
 
 from utils.data.challenge_writer import rss_crop
 from utils.data.h5 import open_h5, read_kspace_info
+from utils.data.layout import ACCELERATIONS
 from utils.errors import file_error
 from utils.mri.acs import acs_bounds
 
 __all__ = [
     "ROUTERS",
-    "ACCELERATION_BOUNDARY",
     "BRAIN_KNEE_INTENSITY",
     "Guess",
+    "LineSpacing",
+    "line_spacing",
     "RouteDecision",
     "VolumeEvidence",
     "read_central_slices",
@@ -40,12 +43,12 @@ __all__ = [
 
 ROUTERS = ("rule", "classifier")
 ROUTE_SLICES = 3                      # central slices whose zero-filled images are looked at
-MAX_CENTER_FRACTION = 0.10            # the largest centre block: challenge masks 8 %, mask augmentation 7..10 %
-ACC8_MAX_FRACTION = 1 / 8 + MAX_CENTER_FRACTION * (1 - 1 / 8)  # 0.2125
-FRACTION_MARGIN = 0.005               # about 2 lines of W = 400: fastMRI's rounding of spacing and centre
-ACCELERATION_BOUNDARY = ACC8_MAX_FRACTION + FRACTION_MARGIN    # 0.2175
+MIN_STEP_GAPS = 6                     # fewer gaps between outside lines could be equal by chance
+SPACING_TOLERANCE = 0.10              # unequal spacing within 10 % of R on average still reads acc R (centre on top)
+STEPPED_FRACTION_TOLERANCE = 0.15     # a stepped mask counting its block in W/R lines samples within 15 % of 1/R (rounded steps)
+RANDOM_Z = 5.0                        # random draws stray this far about once in 2 million masks
+FRACTION_MIDPOINT = 1 / math.sqrt(32)  # 0.177, between 1/8 and 1/4: the guess kept when nothing reads sure
 PLAUSIBLE_FRACTIONS = (0.08, 0.40)    # every acc4/acc8 mask family samples within
-IRREGULAR_MARGIN = 0.025              # about 10 lines of W = 400: the spread of the random family's line count
 ANATOMY_HEIGHTS = {768: "brain", 640: "knee"}
 BRAIN_KNEE_INTENSITY = math.sqrt(5e-4 * 1e-4)  # between the brain and knee volume maxima of SPEC §1
 CLASSIFIER_CONFIDENCE = 0.9
@@ -128,32 +131,115 @@ class RouteDecision:
                                                                ("acceleration", self.acceleration_unsure, acceleration)) if wanted and note]
 
 
-def irregular_lines(mask: np.ndarray) -> bool:
-    """Whether the lines outside the centre block of a (W,) mask have more than two distinct gaps (equispaced
-    and magic masks have one per side, the fraction families two through rounding, random masks many)."""
+@dataclass(frozen=True)
+class LineSpacing:
+    """The sampled lines of a (W,) mask outside its centre block (the contiguous run through column W // 2).
+
+    ``block``: lines in the block (outside lines that touch it belong to it); ``lines``: sampled lines outside
+    it; ``gaps``: (n,) int, the distances in columns between neighbouring outside lines on one side of the block.
+    """
+
+    width: int
+    block: int
+    lines: int
+    gaps: np.ndarray
+
+    @property
+    def stepped(self) -> bool:
+        """Enough gaps, all of one value or of two adjacent ones (a non-integer step rounded to columns)."""
+        return len(self.gaps) >= MIN_STEP_GAPS and int(self.gaps.max() - self.gaps.min()) <= 1
+
+    @property
+    def step(self) -> int | None:
+        """The one gap of equispaced lines; None when the gaps differ or are too few to tell."""
+        return int(self.gaps[0]) if self.stepped and self.gaps.min() == self.gaps.max() else None
+
+    @property
+    def mean(self) -> float:
+        """Mean gap in columns (nan without two outside lines on one side)."""
+        return float(self.gaps.mean()) if len(self.gaps) else math.nan
+
+    def describe(self) -> str:
+        if self.step is not None:
+            lines = f"equispaced lines every {self.step} columns"
+        elif self.stepped:
+            lines = f"lines every {self.gaps.min()} or {self.gaps.max()} columns (mean {self.mean:.2f})"
+        elif len(self.gaps) >= MIN_STEP_GAPS:
+            lines = f"irregularly spaced lines (gaps {self.gaps.min()}..{self.gaps.max()}, mean {self.mean:.2f})"
+        else:
+            lines = f"{self.lines} lines, too few to show a spacing,"
+        return f"{lines} outside a centre block of {self.block} lines"
+
+
+def line_spacing(mask: np.ndarray) -> LineSpacing:
+    """The :class:`LineSpacing` of a (W,) mask; ValueError when column W // 2 is not sampled (no centre block)."""
     sampled = np.asarray(mask) > 0
-    try:
-        start, stop = acs_bounds(sampled)
-    except ValueError:  # no centre block: every line counts
-        start = stop = len(sampled) // 2
-    gaps = set(np.diff(np.flatnonzero(sampled[:start])).tolist()) | set(np.diff(np.flatnonzero(sampled[stop:])).tolist())
-    return len(gaps) > 2
+    start, stop = acs_bounds(sampled)
+    left, right = np.flatnonzero(sampled[:start]), np.flatnonzero(sampled[stop:])
+    gaps = np.concatenate((np.diff(left), np.diff(right))).astype(np.int64)
+    return LineSpacing(len(sampled), stop - start, len(left) + len(right), gaps)
+
+
+def random_draw_z(spacing: LineSpacing, acceleration: int) -> float:
+    """How far, in standard deviations, the outside line count is from fastMRI's random draws at ``acceleration``
+    (each outside column with probability (W / R - n) / (W - n), W / R lines on average), on the arcsine scale
+    where binomial counts are normal with unit variance (the sparse acc8 draws have a long upper tail)."""
+    columns = spacing.width - spacing.block
+    probability = min(max((spacing.width / acceleration - spacing.block) / columns, 0.0), 1.0)
+    return 2 * math.sqrt(columns) * (math.asin(math.sqrt(spacing.lines / columns)) - math.asin(math.sqrt(probability)))
+
+
+def on_top_reading(spacing: LineSpacing) -> list[int]:
+    """The accelerations R whose centre-on-top masks (lines every R columns, the block added: the challenge's)
+    the spacing fits: exactly R when equispaced, within SPACING_TOLERANCE of R on average otherwise."""
+    if spacing.step is not None:
+        return [spacing.step] if spacing.step in ACCELERATIONS else []
+    if len(spacing.gaps) < MIN_STEP_GAPS:
+        return []
+    return [acceleration for acceleration in ACCELERATIONS if abs(spacing.mean / acceleration - 1) <= SPACING_TOLERANCE]
+
+
+def counted_in_reading(spacing: LineSpacing) -> list[int]:
+    """The accelerations R whose centre-counted-in masks (W / R lines in all: the fraction families, random)
+    the mask fits: a stepped mask's sampled fraction within the rounding of 1/R, another's outside line
+    count within RANDOM_Z standard deviations of random draws at R."""
+    if spacing.stepped:
+        fraction = (spacing.block + spacing.lines) / spacing.width
+        return [acceleration for acceleration in ACCELERATIONS if abs(fraction * acceleration - 1) <= STEPPED_FRACTION_TOLERANCE]
+    return [acceleration for acceleration in ACCELERATIONS if abs(random_draw_z(spacing, acceleration)) <= RANDOM_Z]
 
 
 def acceleration_guess(mask: np.ndarray) -> Guess:
-    """acc4 or acc8 from the sampled fraction of a (W,) mask (see the module docstring)."""
-    fraction = float(np.mean(np.asarray(mask) > 0))
-    acceleration = 4 if fraction >= ACCELERATION_BOUNDARY else 8
+    """acc4 or acc8 of a (W,) 0/1 mask: the step of its lines outside the centre block when that is 4 or 8,
+    else the readings of :func:`on_top_reading` and :func:`counted_in_reading`, sure when they name exactly
+    one acceleration (``docs/experts.md``, "Routers")."""
+    sampled = np.asarray(mask) > 0
+    fraction = float(sampled.mean())
+    nearest = 4 if fraction >= FRACTION_MIDPOINT else 8
     low, high = PLAUSIBLE_FRACTIONS
-    if ACCELERATION_BOUNDARY - IRREGULAR_MARGIN <= fraction < ACCELERATION_BOUNDARY and irregular_lines(mask):
-        return Guess(acceleration, False, f"sampled fraction {fraction:.3f} of irregularly spaced lines is less than "
-                                          f"{IRREGULAR_MARGIN} below the acc4/acc8 boundary {ACCELERATION_BOUNDARY:.4f}")
-    if ACC8_MAX_FRACTION + 1e-9 < fraction < ACCELERATION_BOUNDARY + FRACTION_MARGIN:
-        return Guess(acceleration, False, f"sampled fraction {fraction:.3f} is within {FRACTION_MARGIN} of the acc4/acc8 boundary "
-                                          f"{ACCELERATION_BOUNDARY:.4f}, above every acc8 mask's {ACC8_MAX_FRACTION:.4f}")
     if not low <= fraction <= high:
-        return Guess(acceleration, False, f"sampled fraction {fraction:.3f} is outside {low}..{high}, where acc4 and acc8 masks lie")
-    return Guess(acceleration, True, f"sampled fraction {fraction:.3f}")
+        return Guess(nearest, False, f"sampled fraction {fraction:.3f} is outside {low}..{high}, where acc4 and acc8 masks lie")
+    try:
+        spacing = line_spacing(sampled)
+    except ValueError:
+        return Guess(nearest, False, f"column W // 2 is not sampled: no centre block to read the spacing outside "
+                                     f"(sampled fraction {fraction:.3f})")
+    seen = f"{spacing.describe()}, sampled fraction {fraction:.3f}"
+    if spacing.step in ACCELERATIONS:
+        return Guess(spacing.step, True, seen)
+    on_top, counted_in = on_top_reading(spacing), counted_in_reading(spacing)
+    readings = sorted(set(on_top) | set(counted_in))
+    if len(readings) == 1:
+        how = [name for name, read in (("the mean spacing (centre on top)", on_top), ("the line count (centre counted in W / R)", counted_in)) if read]
+        return Guess(readings[0], True, f"{seen}: {' and '.join(how)} read{'s' if len(how) == 1 else ''} acc{readings[0]}")
+    fits = {0: "fits neither acc4 nor acc8", 2: "fits both acc4 and acc8"}.get(len(counted_in)) or f"reads acc{counted_in[0]}"
+    count_reads = f"the line count {fits} (centre counted in W / R)"
+    if on_top and len(counted_in) == 1 and 1 in spacing.gaps:  # neighbouring lines: a random draw, not a step
+        return Guess(counted_in[0], False, f"{seen}: the mean spacing reads acc{on_top[0]} (centre on top), {count_reads}; "
+                                           f"neighbouring outside lines mark a random draw")
+    if on_top:
+        return Guess(on_top[0], False, f"{seen}: the mean spacing reads acc{on_top[0]} (centre on top), {count_reads}")
+    return Guess(nearest, False, f"{seen}: no step of 4 or 8, and {count_reads}: between the accelerations")
 
 
 def rule_anatomy_guess(evidence: VolumeEvidence) -> Guess:

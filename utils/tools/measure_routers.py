@@ -2,11 +2,14 @@
 
     python -m utils.tools.measure_routers --data ../Data_demo                          # rule router, val split
     python -m utils.tools.measure_routers --data ../Data_demo --classifier ../result/router/demo.pt --draws 5
-    python -m utils.tools.measure_routers --mask-draws 1000                          # the acceleration rule alone
+    python -m utils.tools.measure_routers --mask-draws 50                            # the acceleration rule alone
 
 Prints a confusion table (truth: the file's anatomy and the mask's acceleration; columns: where the router
 sent the volume, and how many decisions were unsure) and the accuracy per mask type, for ``router: rule``
 and, with ``--classifier``, for ``router: classifier`` and for the rule with the classifier as its fallback.
+With ``--mask-draws N``, only the acceleration rule, over SPEC §1's whole range and no data: every challenge
+mask (widths 320..480, centre blocks of 26..39 lines, every offset) and N masks per width of each augmentation
+family, at acc4 and acc8; per family and acceleration the fraction routed wrong, unsure, and wrong but sure.
 The leaderboard is never read (it is under-sampled already, and not for model selection).
 """
 from __future__ import annotations
@@ -31,7 +34,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--draws", type=int, default=3, help="augmentation masks per type, acceleration and volume")
     parser.add_argument("--seed", type=int, default=430)
     parser.add_argument("--mask-draws", dest="mask_draws", type=int, default=0,
-                        help="only the acceleration rule, on this many masks per type and acceleration (no data read)")
+                        help="only the acceleration rule: every challenge mask and this many masks per width of each "
+                             "augmentation family and acceleration (no data read)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     if args.draws < 0 or args.mask_draws < 0:

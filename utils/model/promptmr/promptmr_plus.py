@@ -77,6 +77,7 @@ class PromptMRPlus(nn.Module):
         if not adaptive_input and n_buffer:
             raise ValueError(f"n_buffer must be 0 without adaptive_input, got {n_buffer!r}")
         self.checkpointing = checkpointing
+        self.n_buffer = n_buffer
         self.shared_prelu = nn.PReLU()
         shared = dict(len_prompt=tuple(len_prompt), prompt_size=tuple(prompt_size), n_enc_cab=tuple(n_enc_cab),
                       n_dec_cab=tuple(n_dec_cab), n_skip_cab=tuple(n_skip_cab), n_bottleneck_cab=n_bottleneck_cab,
@@ -98,14 +99,15 @@ class PromptMRPlus(nn.Module):
         return block(*args)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """masked_kspace ``(B, C, H, W, 2)`` float, mask ``(B, 1, 1, W, 1)`` 0/1 -> ``(B, 384, 384)`` float32."""
+        """masked_kspace ``(B, C, H, W, 2)`` float, mask ``(B, 1, 1, W, 1)`` 0/1 (any dtype) -> ``(B, 384, 384)``,
+        float32 (float64 for a float64 input)."""
         # nothing outside the U-Nets is a convolution, so autocast changes nothing here: no float32_region needed
         masked_kspace = at_least_float32(masked_kspace)
         sampled = mask != 0
         sens_maps = self.sens_net(masked_kspace, run=self._run)
         zero_filled = sens_reduce(masked_kspace, sens_maps)
         image, history = zero_filled, None
-        latent = zero_filled if self.cascades and self.cascades[0].n_buffer else None
+        latent = zero_filled if self.n_buffer else None  # without a buffer there is no latent
         for cascade in self.cascades:
             image, latent, history = self._run(cascade, image, zero_filled, latent, sampled, sens_maps, history)
         return entry_crop_or_pad(rss_complex(_coil_products(image, sens_maps), dim=1), CHALLENGE_SHAPE)

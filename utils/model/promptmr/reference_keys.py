@@ -82,7 +82,7 @@ def _rename(key: str) -> tuple[str | None, str]:
     """(our key or None, the prefix it goes under); the shared PReLU goes under no prefix."""
     if key.startswith(_SENS):
         return _unet_key(key.removeprefix(_SENS)), _SENS
-    if match := re.fullmatch(r"cascades\.(\d+)\.dc_weight", key):
+    if re.fullmatch(r"cascades\.\d+\.dc_weight", key):
         return key, ""
     if match := re.fullmatch(r"cascades\.(\d+)\.model\.unet\.(.+)", key):
         return _unet_key(match[2]), f"cascades.{match[1]}.norm_unet.unet."

@@ -155,21 +155,24 @@ def test_import_refuses_inconsistent_entry_weights(golden, tmp_path, damage):
 
 
 # ------------------------------------------------------------------------------------------ sizes
-@pytest.mark.parametrize(
-    "config, golden_name, total, trainable, fixed, dummies",
-    [
-        ("promptmr_plus_8gb", "entry (8 GB): reduction 2, num_adj_slices 1", 6_014_179, 5_926_051, 88_128, 28),
-        ("promptmr_plus", "paper sizes: reduction 16, num_adj_slices 1", 86_418_743, 80_197_943, 6_220_800, 40),
-    ],
-)
-def test_parameter_counts_are_the_entrys_less_its_wrapper_dummies(
-    golden, config, golden_name, total, trainable, fixed, dummies
-):
-    model = build_model(load_model_config(config))
-    parameters = list(model.parameters())  # each shared tensor once
+SIZES = {  # config: (golden param_counts entry, parameters, trainable, fixed prompts, the entry's wrapper dummies)
+    "promptmr_plus_8gb": ("entry (8 GB): reduction 2, num_adj_slices 1", 6_014_179, 5_926_051, 88_128, 28),
+    "promptmr_plus": ("paper sizes: reduction 16, num_adj_slices 1", 86_418_743, 80_197_943, 6_220_800, 40),
+}
+
+
+@pytest.mark.parametrize("config", sorted(SIZES))
+def test_parameter_counts(config):
+    _, total, trainable, fixed, _ = SIZES[config]
+    parameters = list(build_model(load_model_config(config)).parameters())  # each shared tensor once
     assert sum(p.numel() for p in parameters) == total
     assert sum(p.numel() for p in parameters if p.requires_grad) == trainable
     assert sum(p.numel() for p in parameters if not p.requires_grad) == fixed
+
+
+@pytest.mark.parametrize("config", sorted(SIZES))
+def test_shipped_configs_are_the_entrys_and_count_its_parameters_less_the_wrapper_dummies(golden, config):
+    golden_name, total, trainable, _, dummies = SIZES[config]
     counts = golden["param_counts"][golden_name]
     assert counts["parameters"] - dummies == total and counts["requires_grad"] - dummies == trainable
     reference = dict(counts["config"])  # the entry's arguments; the ones we do not have are checked by value

@@ -4,6 +4,9 @@
     python -m benchmarks.model_step --model baby_varnet --height 640 --width 320 --checkpointing off
     python -m benchmarks.model_step --model dlka_varnet unet_chans=12      # config overrides as key=value
     python -m benchmarks.model_step --checkpointing on sens_coil_chunk=0   # the sensitivity U-Net unchunked
+    python -m benchmarks.model_step --model promptmr_plus_8gb --checkpointing on   # PromptMR+, the 2025 winner's
+
+Any ``configs/model/<name>.yaml`` works: the model is built by the one builder, whatever its ``_target_``.
 
 A training step is forward, backward and an optimizer step (``--optimizer``, Adam by default: its two state
 tensors per parameter are part of the peak). One untimed step comes first, so the timed steps, and the peak,

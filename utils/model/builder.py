@@ -1,7 +1,8 @@
 """The one way to turn a model config into a network, shared by training, reconstruction and the tools.
 
 A model config is a ``configs/model/*.yaml`` group option (or the same keys in a dict): ``_target_`` names
-:class:`~utils.model.feature_varnet.FeatureVarNet` and every other key is one of its arguments. Bad values are
+the network, :class:`~utils.model.feature_varnet.FeatureVarNet` (the default when it is absent) or
+:class:`~utils.model.promptmr.PromptMRPlus`, and every other key is one of its arguments. Bad values are
 reported as a one-sentence :class:`~utils.errors.UserInputError` before any tensor is built.
 """
 from __future__ import annotations
@@ -13,17 +14,28 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from torch import nn
 
 from utils.errors import UserInputError, file_error
 from utils.model.feature_varnet import FeatureVarNet
 from utils.model.lska import LSKA_GATES, LSKA_KERNELS
+from utils.model.promptmr import PromptMRPlus
+from utils.model.promptmr.config import check_promptmr_config
 from utils.model.unet import PADDINGS
 from utils.mri.acs import ACS_MODES
 
-__all__ = ["MODEL_CONFIG_DIR", "MODEL_TARGETS", "build_model", "load_model_config", "model_config_names"]
+__all__ = [
+    "MODEL_CONFIG_DIR",
+    "MODEL_TARGETS",
+    "PROMPTMR_TARGETS",
+    "build_model",
+    "load_model_config",
+    "model_config_names",
+]
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 MODEL_TARGETS = ("utils.model.FeatureVarNet", "utils.model.feature_varnet.FeatureVarNet")
+PROMPTMR_TARGETS = ("utils.model.PromptMRPlus", "utils.model.promptmr.PromptMRPlus")
 
 _POSITIVE_INTS = ("feature_chans", "unet_chans", "pools", "sens_chans", "sens_pools", "image_chans", "image_pools")
 _ARGUMENTS = tuple(inspect.signature(FeatureVarNet.__init__).parameters)[1:]
@@ -90,12 +102,15 @@ def _to_plain_dict(model_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, ListConfig) else value for key, value in model_cfg.items()}
 
 
-def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> FeatureVarNet:
-    """Validated ``FeatureVarNet`` from a model config (DictConfig or dict, ``_target_`` optional)."""
+def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> nn.Module:
+    """Validated network from a model config (DictConfig or dict; without ``_target_``: a ``FeatureVarNet``)."""
     cfg = _to_plain_dict(model_cfg)
     target = cfg.pop("_target_", MODEL_TARGETS[0])
+    if target in PROMPTMR_TARGETS:
+        check_promptmr_config(cfg)
+        return PromptMRPlus(**cfg)
     if target not in MODEL_TARGETS:
-        raise UserInputError(f"model._target_ must be {MODEL_TARGETS[0]}, got {target!r}.")
+        raise UserInputError(f"model._target_ must be {MODEL_TARGETS[0]} or {PROMPTMR_TARGETS[0]}, got {target!r}.")
     _check_values(cfg)
     return FeatureVarNet(**cfg)
 

@@ -5,7 +5,11 @@ Two layouts are understood, both recognised from their key names alone:
 - ``"fastmri"``: ``fastmri.models.VarNet`` (``sens_net.norm_unet.unet.*``, ``cascades.<i>.dc_weight``,
   ``cascades.<i>.model.unet.*``), e.g. fastMRI's published ``{knee,brain}_leaderboard_state_dict.pt``;
 - ``"geekseek"``: the 2025 entry's ``FlexibleCascadeVarNet(variant="dlka")`` (``feat_cascades.<i>.*``,
-  ``image_cascades.<i>.*``, ``encoder.encoder.0.*``, ``decoder.decoder.*``).
+  ``image_cascades.<i>.*``, ``encoder.encoder.0.*``, ``decoder.decoder.*``);
+- ``"promptmr"``: the 2025 winner's (sMaRtIfy) PromptMR+ (``sens_net.norm_unet.unet.feat_extract.*``,
+  ``cascades.<i>.model.unet.*``), converted for :class:`~utils.model.promptmr.PromptMRPlus` by
+  :mod:`utils.model.promptmr.reference_keys`; its config carries ``_target_`` and none of
+  :data:`REFERENCE_OPTIONS` (FeatureVarNet's).
 
 :func:`convert_state_dict` infers the architecture (cascade counts, channels, pools, LSKA kernel) from the
 tensor names and shapes and returns this repository's model config plus the renamed state dict; keys that
@@ -21,10 +25,11 @@ from typing import Any, Callable, Mapping
 import torch
 
 from utils.model.lska import LSKA_KERNELS
+from utils.model.promptmr.reference_keys import convert_promptmr_state_dict, is_promptmr_state_dict
 
 __all__ = ["LAYOUTS", "REFERENCE_OPTIONS", "detect_layout", "convert_state_dict"]
 
-LAYOUTS = ("fastmri", "geekseek")
+LAYOUTS = ("fastmri", "geekseek", "promptmr")
 # the model options under which FeatureVarNet computes what both references compute (golden-tested)
 REFERENCE_OPTIONS = {"acs_lines": "symmetric", "feature_padding": "reflect", "norm_eps": 0.0, "lska_gate": "bounded"}
 
@@ -44,14 +49,17 @@ _LSKA_NAMES = {
 
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
-    """``"fastmri"`` or ``"geekseek"`` from the key names; ValueError for anything else."""
+    """``"fastmri"``, ``"geekseek"`` or ``"promptmr"`` from the key names; ValueError for anything else."""
     keys = list(state_dict)
     if any(key.startswith("feat_cascades.") for key in keys):
         return "geekseek"
+    if is_promptmr_state_dict(keys):  # before fastMRI's: it has sens_net.* and cascades.* too
+        return "promptmr"
     if any(key.startswith("cascades.") for key in keys) and any(key.startswith("sens_net.") for key in keys):
         return "fastmri"
     raise ValueError(
-        f"the state dict is neither a fastMRI VarNet nor a GeekSeek FlexibleCascadeVarNet (first keys: {keys[:3]})"
+        f"the state dict is neither a fastMRI VarNet, a GeekSeek FlexibleCascadeVarNet nor a PromptMR+ "
+        f"(first keys: {keys[:3]})"
     )
 
 
@@ -228,8 +236,8 @@ def convert_state_dict(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """A reference state dict -> (this repository's model config, its state dict in our key names).
 
-    The config holds what the weights determine plus :data:`REFERENCE_OPTIONS`; every other model option
-    keeps its default. Raises ValueError, in one sentence, for a foreign layout, unknown keys or non-tensor values.
+    The config holds what the weights determine plus :data:`REFERENCE_OPTIONS` (for ``"promptmr"``: plus
+    ``_target_``); every other model option keeps its default. Raises ValueError, in one sentence, for a foreign layout, unknown keys or non-tensor values.
     """
     bad = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
     if bad:
@@ -237,6 +245,8 @@ def convert_state_dict(
     layout = layout or detect_layout(state_dict)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "promptmr":
+        return convert_promptmr_state_dict(state_dict)
     try:
         config, rename = (_fastmri if layout == "fastmri" else _geekseek)(state_dict)
     except KeyError as err:

@@ -1,13 +1,16 @@
 """Turn a reference implementation's checkpoint into a checkpoint of this repository.
 
-    python -m utils.tools.import_checkpoint SRC --out OUT.pt [--layout fastmri|geekseek] [--set KEY=VALUE ...]
+    python -m utils.tools.import_checkpoint SRC --out OUT.pt [--layout fastmri|geekseek|promptmr] [--set KEY=VALUE ...]
 
 SRC may be
 - a fastMRI ``VarNet`` state dict, e.g. the published ``knee_leaderboard_state_dict.pt`` /
   ``brain_leaderboard_state_dict.pt`` (12 cascades, chans 18, pools 4, sensitivity chans 8, pools 4);
 - a checkpoint of the 2025 entry (``sawo0150/2025_GeekSeek`` branch ``final_train``): a dict with ``model``
   (the state dict), ``optimizer``, ``epoch`` and ``args``, a pickled ``SimpleNamespace`` of its config;
-- a dict holding either under ``state_dict`` (PyTorch Lightning style).
+- a PromptMR+ state dict of the 2025 winner (``sMartify-fastmri/2025_final``, ``PromptMR``), or its training
+  checkpoint (``model``, ``optimizer``, ``scheduler``, ``epoch``, ``best_val_loss``, ``exp_dir`` and ``args``,
+  a pickled ``argparse.Namespace``); the result builds :class:`~utils.model.promptmr.PromptMRPlus`;
+- a dict holding any of these under ``state_dict`` (PyTorch Lightning style).
 
 Nothing is ever unpickled beyond tensors, plain data and the allow-listed config classes of those
 checkpoints (:data:`ALLOWED_CONFIG_CLASSES`): the file is read with ``torch.load(weights_only=True)``, so a

@@ -7,7 +7,9 @@ from omegaconf import OmegaConf
 from utils.errors import UserInputError
 from utils.model import FeatureVarNet, build_model, load_model_config
 from utils.model.builder import model_config_names
-from utils.model.count_params import count_parameters, main as count_params_main
+from utils.model.count_params import count_parameters
+from utils.model.count_params import main as count_params_main
+from utils.model.promptmr import PromptMRPlus
 
 
 def test_every_shipped_config_names_a_target_and_builds():
@@ -15,7 +17,7 @@ def test_every_shipped_config_names_a_target_and_builds():
     for name in model_config_names():
         cfg = load_model_config(name)
         assert "_target_" in cfg
-        assert isinstance(build_model(cfg), FeatureVarNet)
+        assert isinstance(build_model(cfg), (FeatureVarNet, PromptMRPlus))
 
 
 def test_final_config_is_the_entrys_67_6_million_parameter_model():

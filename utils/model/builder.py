@@ -29,6 +29,8 @@ __all__ = [
     "MODEL_TARGETS",
     "PROMPTMR_TARGETS",
     "build_model",
+    "model_class",
+    "model_defaults",
     "load_model_config",
     "model_config_names",
 ]
@@ -100,6 +102,22 @@ def _to_plain_dict(model_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     if not isinstance(model_cfg, Mapping):
         raise UserInputError(f"model config must be a mapping of keys to values, got {type(model_cfg).__name__}.")
     return {key: list(value) if isinstance(value, ListConfig) else value for key, value in model_cfg.items()}
+
+
+def model_class(model_cfg: Mapping[str, Any] | DictConfig) -> type[nn.Module]:
+    """The network class a model config builds (by its ``_target_``; FeatureVarNet without one)."""
+    target = _to_plain_dict(model_cfg).get("_target_", MODEL_TARGETS[0])
+    if target in PROMPTMR_TARGETS:
+        return PromptMRPlus
+    if target in MODEL_TARGETS:
+        return FeatureVarNet
+    raise UserInputError(f"model._target_ must be {MODEL_TARGETS[0]} or {PROMPTMR_TARGETS[0]}, got {target!r}.")
+
+
+def model_defaults(model_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """The constructor defaults of the network a model config builds (what an absent key means)."""
+    parameters = inspect.signature(model_class(model_cfg).__init__).parameters.items()
+    return {name: parameter.default for name, parameter in parameters if parameter.default is not inspect.Parameter.empty}
 
 
 def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> nn.Module:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from utils.atomic import atomic_path
 from utils.errors import UserInputError, file_error
 from utils.gates.torch_file import load_torch_file
-from utils.model.builder import build_model
-from utils.model.feature_varnet import FeatureVarNet
+from utils.model.builder import MODEL_TARGETS, build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "model_from_checkpoint", "weights_mismatch"]
 
@@ -59,12 +59,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise file_error(path, f"checkpoint has no '{key}' entry")
         if not isinstance(checkpoint.get(key), kinds):
             raise file_error(path, f"checkpoint entry '{key}' is a {type(checkpoint[key]).__name__}, expected {expected}")
-    if isinstance(checkpoint["model_config"], dict) and "acs_lines" not in checkpoint["model_config"]:
-        checkpoint["model_config"] = {**checkpoint["model_config"], **LEGACY_MODEL_OPTIONS}
+    config = checkpoint["model_config"]
+    if config.get("_target_", MODEL_TARGETS[0]) in MODEL_TARGETS and "acs_lines" not in config:  # a FeatureVarNet of before
+        checkpoint["model_config"] = {**config, **LEGACY_MODEL_OPTIONS}
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> FeatureVarNet:
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> nn.Module:
     """Rebuild the network from the checkpoint's ``model_config`` and load its weights (strictly)."""
     try:
         model = build_model(checkpoint["model_config"])

@@ -21,8 +21,13 @@ def count_parameters(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters() if parameter.requires_grad)
 
 
-def parameter_breakdown(model: FeatureVarNet) -> dict[str, int]:
-    """Parameters per part: sensitivity model, encoder/decoder, the three stages, and the total."""
+def parameter_breakdown(model: nn.Module) -> dict[str, int]:
+    """Parameters per part: for a FeatureVarNet the sensitivity model, encoder/decoder and the three stages; for
+    another network its sensitivity model and cascades; and the total (trainable, shared tensors once)."""
+    if not isinstance(model, FeatureVarNet):
+        parts = {name: count_parameters(child) for name, child in model.named_children() if count_parameters(child)}
+        parts["total"] = count_parameters(model)
+        return parts
     lska_blocks = model.cascade_counts[0]
     parts = {
         "sensitivity model": count_parameters(model.sens_net),
@@ -50,7 +55,8 @@ def main(argv: Sequence[str]) -> int:
         else:
             raise UserInputError(f"expected model=<name> or key=value arguments, got {arg!r}.")
     model = build_model(load_model_config(name, overrides))
-    print(f"model {name}, cascade_counts {list(model.cascade_counts)}")
+    stages = f"cascade_counts {list(model.cascade_counts)}" if isinstance(model, FeatureVarNet) else type(model).__name__
+    print(f"model {name}, {stages}")
     for part, count in parameter_breakdown(model).items():
         print(f"  {part:<36} {count:>12,d}  ({count / 1e6:.2f} M)")
     return 0

@@ -9,7 +9,6 @@ another model config or another process/batch/accumulation layout.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from utils.distributed import Distributed
 from utils.errors import UserInputError, file_error
 from utils.model.checkpoint import load_checkpoint, weights_mismatch
-from utils.model.feature_varnet import FeatureVarNet
+from utils.model.builder import model_defaults
 from utils.training.checkpointer import run_layout
 from utils.training.elastic import resume_after_restart
 from utils.training.loop import TrainState
@@ -32,13 +31,14 @@ log = logging.getLogger("train")
 
 def _same_model_config(saved: dict, current: dict) -> bool:
     """Equal model configs, counting keys a checkpoint predates (e.g. identity_init) at their defaults."""
-    defaults = {name: parameter.default for name, parameter in inspect.signature(FeatureVarNet.__init__).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-
     def normalise(config: dict) -> dict:
+        defaults = model_defaults(config)
         return {**defaults, **{key: list(value) if isinstance(value, tuple) else value for key, value in config.items()}}
 
-    return normalise(saved) == normalise(current)
+    try:
+        return normalise(saved) == normalise(current)
+    except UserInputError:  # a saved config of an unknown network is not this run's
+        return False
 
 
 def _fresh_state(cfg: DictConfig, model: torch.nn.Module) -> TrainState:

@@ -229,3 +229,23 @@ def test_mask_types_are_drawn_with_the_entrys_weights(monkeypatch):
         MaskAugment(weights={"poisson": 1.0})
     with pytest.raises(ValueError, match="mask weights"):
         MaskAugment(weights={"random": 0.0})
+
+
+def test_the_box_mask_moves_with_the_lesion():
+    """A bright square in the coil images, its box in the target's 384 space: after a flip, a rotation and a shift,
+    the warped box mask still covers the bright square of the augmented target."""
+    from utils.data.augment.mraugment import ImageAugmentParams, augment_box_mask, augment_kspace
+    from utils.data.annotations import Box, box_mask
+    from utils.mri.fft import fft2c
+
+    height, width = 400, 372
+    images = torch.full((2, height, width), 0.1, dtype=torch.complex64)
+    images[:, 150:180, 220:250] = 1.0  # rows 150..179, columns 220..249 of the grid
+    kspace = fft2c(images).numpy()
+    shift_h, shift_w = 384 // 2 - height // 2, 384 // 2 - width // 2  # where the centre crop puts grid pixels
+    box = Box(220 + shift_w, 150 + shift_h, 30, 30)
+    for params in (ImageAugmentParams(flip_h=True), ImageAugmentParams(flip_v=True, rotation_deg=12.0, translation=(9.0, -5.0))):
+        _, target = augment_kspace(kspace, params)
+        moved = augment_box_mask(box_mask([box]).astype(np.float32), params, (height, width))
+        bright = target > 0.5 * target.max()
+        assert (moved[bright] > 0).mean() > 0.95 and moved.sum() == pytest.approx(900, rel=0.1)

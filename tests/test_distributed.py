@@ -103,7 +103,7 @@ def test_only_rank_zero_writes(runs):
     run_dir = runs["root"] / "ddp"
     assert len(list((run_dir / "hydra").iterdir())) == 1  # one Hydra folder for the whole job
     assert {p.name for p in run_dir.iterdir()} == {"checkpoints", "figures", "hydra", "train_loss_log.npy", "val_loss_log.npy",
-                                                   "val_ssim_log.npy", "train_step_loss_log.npy"}
+                                                   "val_ssim_log.npy", "val_total_2026_log.npy", "train_step_loss_log.npy"}
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["curves.png", "val_epoch0.png", "val_epoch1.png"]
     assert runs["new_repo_entries"] == set()  # no stray logs or Hydra folders in the working directory
     assert not list(runs["root"].rglob("*.tmp"))

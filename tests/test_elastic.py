@@ -34,7 +34,7 @@ from utils.model.checkpoint import save_checkpoint
 from utils.training import elastic
 from utils.training.checkpoint_policy import CheckpointTimer, DiskSpaceGuard, write_checkpoints
 
-LOGS = ("train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy", "train_step_loss_log.npy")
+LOGS = ("train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy", "val_total_2026_log.npy", "train_step_loss_log.npy")
 FAST = ("training.figures=false",)
 
 

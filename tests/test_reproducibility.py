@@ -43,7 +43,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def _assert_identical_runs(run_a: Path, run_b: Path) -> None:
-    for name in ("train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy", "train_step_loss_log.npy"):
+    for name in ("train_loss_log.npy", "val_loss_log.npy", "val_ssim_log.npy", "val_total_2026_log.npy", "train_step_loss_log.npy"):
         np.testing.assert_array_equal(np.load(run_a / name), np.load(run_b / name), err_msg=name)
     weights_a, weights_b = _weights(run_a), _weights(run_b)
     assert weights_a.keys() == weights_b.keys()

@@ -90,3 +90,34 @@ def test_validation_total_is_the_leaderboards_mean_of_the_acceleration_means():
     assert leaderboard_total(scores) == pytest.approx((np.mean([0.9, 0.8, 1.0]) + 0.5) / 2)
     assert leaderboard_total(scores, "zero_filled_ssim") == pytest.approx((np.mean([0.8, 0.7, 0.9]) + 0.4) / 2)
     assert leaderboard_total(scores[:3]) == pytest.approx(0.9)  # one acceleration: its mean
+
+
+def _official_map(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
+    """The SSIM map of the 2026 script written out independently (tests/harness_2026.py's formula, in float64)."""
+    from utils.evaluation.official_reference_2026 import _ssim_map
+    from utils.evaluation.official_reference import OfficialSSIM
+
+    ssim_module = OfficialSSIM().double()
+    return _ssim_map(ssim_module, torch.from_numpy(x).double(), torch.from_numpy(y).double(), data_range).numpy()
+
+
+def test_bbox_weight_adds_one_minus_the_ssim_inside_the_boxes_of_the_slices_that_have_them():
+    rng = np.random.default_rng(0)
+    target = rng.random((3, 64, 64)).astype(np.float32)
+    output = (target + 0.1 * rng.standard_normal(target.shape)).astype(np.float32)
+    fg_mask = np.ones_like(target)
+    box_mask = np.zeros_like(target)
+    box_mask[0, 10:30, 20:40] = 1  # slice 0 has a box, slice 1 two, slice 2 none
+    box_mask[1, 5:15, 5:25] = box_mask[1, 40:60, 30:50] = 1
+    tensors = [torch.from_numpy(a) for a in (output, target, fg_mask)] + [torch.ones(3, dtype=torch.float64)]
+    plain = MaskedSSIML1Loss()(*tensors)
+    weighted = MaskedSSIML1Loss(bbox_weight=0.5)(*tensors, torch.from_numpy(box_mask))
+    expected = []
+    for index in (0, 1):  # the map averaged over the box pixels of the valid region
+        valid = box_mask[index, 3:-3, 3:-3]
+        expected.append(1 - (_official_map(output[index], target[index], 1.0) * valid).sum() / valid.sum())
+    assert float(weighted - plain) == pytest.approx(0.5 * np.mean(expected), rel=1e-5)
+    no_boxes = MaskedSSIML1Loss(bbox_weight=0.5)(*tensors, torch.zeros_like(torch.from_numpy(box_mask)))
+    assert float(no_boxes) == pytest.approx(float(plain))
+    with pytest.raises(ValueError, match="bbox_weight"):
+        MaskedSSIMLoss(bbox_weight=-1)

@@ -1,6 +1,7 @@
 """Training, checkpoints and reconstruction end to end on the tiny synthetic preset."""
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -89,7 +90,21 @@ def test_training_writes_the_seed_layout(trained_run):
     train_log, val_log = np.load(trained_run / "train_loss_log.npy"), np.load(trained_run / "val_loss_log.npy")
     assert train_log.shape == val_log.shape == (2, 2)
     assert train_log[:, 0].tolist() == [0.0, 1.0] and np.isfinite(train_log).all() and (train_log[:, 1] > 0).all()
+    total_2026 = np.load(trained_run / "val_total_2026_log.npy")  # 0.5 SSIM_full + 0.5 SSIM_bbox of every validation
+    assert total_2026.shape == (2, 2) and ((0 < total_2026[:, 1]) & (total_2026[:, 1] < 1)).all()
+    text_log = next(trained_run.glob("hydra/*/final_main.log")).read_text()
+    assert "val/ssim_bbox " in text_log and "val/total_2026 " in text_log and "val/boxes " in text_log
     assert not list(trained_run.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_the_best_model_can_be_selected_by_the_2026_total(tiny_data, tmp_path):
+    state = train(compose_config("demo", [f"data.root={tiny_data}", "data.synthetic_preset=null", f"result_root={tmp_path}",
+                                          "exp_name=by2026", "training.epochs=2", "logger.mode=disabled", "data.num_workers=0",
+                                          "training.select_best_by=val_total_2026", "loss.bbox_weight=1.0", *SMALL_MODEL]), progress=False)
+    totals = np.load(tmp_path / "by2026" / "val_total_2026_log.npy")
+    assert state.best_metric == pytest.approx(totals[:, 1].max()) and state.best_epoch == int(totals[totals[:, 1].argmax(), 0])
+    assert load_checkpoint(tmp_path / "by2026" / "checkpoints" / "best_model.pt")["best_epoch"] == state.best_epoch
 
 
 @pytest.mark.slow
@@ -130,6 +145,10 @@ def test_reconstruct_and_score_end_to_end(trained_run, tiny_data, tmp_path):
     assert "within the 3600 s budget: yes" in run.stdout and "load: " in run.stdout
     # 8 tiny leaderboard slices in batches of 2: 3 batches (6 slices) warm up, the last batch is timed
     assert "ms/slice over 2 slices after 6 untimed warm-up slices (2026 harness convention, batch 2)" in run.stdout
+    timing = json.loads((out / "timing.json").read_text())  # what leaderboard_eval.py --edition 2026 reads
+    assert timing["ms_per_slice"] > 0 and (timing["timed_slices"], timing["warmup_slices"], timing["batch_size"]) == (2, 6, 2)
+    score = _run("leaderboard_eval.py", "--edition", "2026", "-lp", str(tiny_data / "leaderboard"), "-yp", str(out), "--no-progress")
+    assert score.returncode == 0 and "measured at batch 2, not the harness's batch 1" in score.stdout, score.stderr
     for acc in ("acc4", "acc8"):
         targets = sorted(p.name for p in (tiny_data / "leaderboard" / acc / "image").glob("*.h5"))
         assert sorted(p.name for p in (out / acc).glob("*.h5")) == targets

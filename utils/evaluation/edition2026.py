@@ -19,19 +19,16 @@ slice also gets fastMRI's PSNR and NMSE of its volume (:mod:`utils.metrics.volum
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 from utils.data.annotations import Box, read_annotations, scored_boxes
-from utils.data.h5 import open_h5, read_slice, require_attr, require_dataset, require_finite
 from utils.data.layout import ACCELERATIONS, volume_labels
 from utils.errors import UserInputError
 from utils.evaluation.inputs import check_reconstructions
-from utils.evaluation.leaderboard import DEFAULT_KEY, SCORING_THREADS, non_finite_slice, on_cpu, slice_scores_cpu
+from utils.evaluation.leaderboard import DEFAULT_KEY, on_cpu, read_pair, score_pairs, slice_scores_cpu
 from utils.metrics.foreground import MASK_ANATOMY_2026, foreground_mask
 from utils.metrics.score import SliceScore
 from utils.metrics.ssim_moments import K1, K2, box_moments, ssim_from_moments
@@ -103,38 +100,18 @@ def score_volume_2026(
 
 
 def _score_pair(pair: tuple[Path, Path], acceleration: int, key: str, device) -> list[SliceScore] | str:
-    """2026 scores of one checked (target, reconstruction) pair; ``"<name> (slice s)"`` for NaN/Inf values."""
-    target_path, recon_path = pair
-    with open_h5(target_path) as target_file:
-        target = read_slice(require_dataset(target_file, "image_label", ndim=3, kind="real"))
-        max_value = require_attr(target_file, "max")
-        boxes = read_annotations(target_file)
-    require_finite(target_path, "image_label", target)
-    with open_h5(recon_path) as recon_file:
-        reconstruction = read_slice(require_dataset(recon_file, key, ndim=3, kind="real"))
-    bad = non_finite_slice(reconstruction)
-    if bad is not None:
-        return f"{recon_path.name} (slice {bad})"
-    anatomy, _ = volume_labels(target_path)
+    """2026 scores of one checked (target, reconstruction) pair, or the name of a non-finite reconstruction."""
+    read = read_pair(pair, key)
+    if isinstance(read, str):
+        return read
+    target, max_value, reconstruction = read
+    boxes = read_annotations(pair[0])
+    anatomy, _ = volume_labels(pair[0])
     volume_psnr, volume_nmse = volume_psnr_nmse(target, reconstruction)
     return [
-        SliceScore(acceleration, anatomy, target_path.name, index, ssim_full=full, box_ssims=box_values, psnr=volume_psnr, nmse=volume_nmse)
+        SliceScore(acceleration, anatomy, pair[0].name, index, ssim_full=full, box_ssims=box_values, psnr=volume_psnr, nmse=volume_nmse)
         for index, (full, box_values) in enumerate(score_volume_2026(reconstruction, target, max_value, boxes, device))
     ]
-
-
-def _score_folder(pairs, recon_dir: Path, acceleration: int, key: str, device, progress: bool) -> list[SliceScore]:
-    scores, non_finite = [], []
-    with ThreadPoolExecutor(max_workers=SCORING_THREADS if on_cpu(device) else 1) as pool:
-        results = pool.map(lambda pair: _score_pair(pair, acceleration, key, device), pairs)
-        for result in tqdm(results, total=len(pairs), desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress):
-            if isinstance(result, str):
-                non_finite.append(result)
-            else:
-                scores.extend(result)
-    if non_finite:
-        raise UserInputError(f"{recon_dir}: reconstructions hold NaN or Inf values: {', '.join(non_finite)}")
-    return scores
 
 
 def score_leaderboard_2026(
@@ -151,4 +128,5 @@ def score_leaderboard_2026(
             raise UserInputError(f"{target_dir}: leaderboard target folder not found")
         recon_dir = recon_root / f"acc{acceleration}"
         checked.append((acceleration, recon_dir, check_reconstructions(target_dir, recon_dir, key)))
-    return [score for acceleration, recon_dir, pairs in checked for score in _score_folder(pairs, recon_dir, acceleration, key, device, progress)]
+    return [score for acceleration, recon_dir, pairs in checked
+            for score in score_pairs(pairs, recon_dir, lambda pair, acc=acceleration: _score_pair(pair, acc, key, device), device, progress)]

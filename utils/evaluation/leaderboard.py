@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -128,7 +128,7 @@ def score_folder(
 ) -> list[SliceScore]:
     """Score every reconstruction in ``recon_dir`` against the same-named target in ``target_dir``."""
     target_dir, recon_dir = Path(target_dir), Path(recon_dir)
-    return _score_pairs(check_reconstructions(target_dir, recon_dir, key), recon_dir, key, device, progress)
+    return score_pairs(check_reconstructions(target_dir, recon_dir, key), recon_dir, lambda pair: _score_pair(pair, key, device), device, progress)
 
 
 def on_cpu(device: str | torch.device) -> bool:
@@ -141,10 +141,10 @@ def non_finite_slice(volume: np.ndarray) -> int | None:
     return int(np.flatnonzero(bad)[0]) if bad.any() else None
 
 
-def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -> list[SliceScore] | str:
-    """Scores of one checked (target, reconstruction) pair; ``"<name> (slice s)"`` if the reconstruction is not finite."""
+def read_pair(pair: tuple[Path, Path], key: str) -> tuple[np.ndarray, float, np.ndarray] | str:
+    """(target, its ``max``, reconstruction) of a checked pair; ``"<name> (slice s)"`` if the reconstruction holds
+    NaN or Inf (listed together by :func:`score_pairs`); a non-finite target is a UserInputError naming it."""
     target_path, recon_path = pair
-    name = parse_volume_name(target_path)
     with open_h5(target_path) as target_file:
         target = read_slice(require_dataset(target_file, "image_label", ndim=3, kind="real"))
         max_value = require_attr(target_file, "max")
@@ -152,29 +152,36 @@ def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -
     with open_h5(recon_path) as recon_file:
         reconstruction = read_slice(require_dataset(recon_file, key, ndim=3, kind="real"))
     bad = non_finite_slice(reconstruction)
-    if bad is not None:
-        return f"{recon_path.name} (slice {bad})"
+    return f"{recon_path.name} (slice {bad})" if bad is not None else (target, max_value, reconstruction)
+
+
+def _score_pair(pair: tuple[Path, Path], key: str, device: str | torch.device) -> list[SliceScore] | str:
+    """2025 scores of one checked (target, reconstruction) pair, or the name of a non-finite reconstruction."""
+    read = read_pair(pair, key)
+    if isinstance(read, str):
+        return read
+    target, max_value, reconstruction = read
+    name = parse_volume_name(pair[0])
     official, foreground_only = score_volume(reconstruction, target, max_value, name.anatomy, device)
     volume_psnr, volume_nmse = volume_psnr_nmse(target, reconstruction)
     return [
-        SliceScore(name.acceleration, name.anatomy, target_path.name, index, float(a), float(b), psnr=volume_psnr, nmse=volume_nmse)
+        SliceScore(name.acceleration, name.anatomy, pair[0].name, index, float(a), float(b), psnr=volume_psnr, nmse=volume_nmse)
         for index, (a, b) in enumerate(zip(official, foreground_only))
     ]
 
 
-def _score_pairs(
-    pairs: list[tuple[Path, Path]], recon_dir: Path, key: str, device: str | torch.device, progress: bool
+def score_pairs(
+    pairs: list[tuple[Path, Path]], recon_dir: Path, score_pair: Callable[[tuple[Path, Path]], list[SliceScore] | str],
+    device: str | torch.device, progress: bool,
 ) -> list[SliceScore]:
-    """Scores of checked (target, reconstruction) pairs, in order; NaN or Inf reconstructions are listed in one
-    error. On the CPU volumes are scored in :data:`SCORING_THREADS` threads: OpenCV and numpy release the GIL,
+    """``score_pair`` of checked (target, reconstruction) pairs, in order; NaN or Inf reconstructions are listed in
+    one error. On the CPU volumes are scored in :data:`SCORING_THREADS` threads: OpenCV and numpy release the GIL,
     so one volume's h5 read overlaps another's SSIM and both cores compute."""
     scores, non_finite = [], []
     threads = SCORING_THREADS if on_cpu(device) else 1
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = pool.map(lambda pair: _score_pair(pair, key, device), pairs)
-        for (_, recon_path), result in tqdm(
-            zip(pairs, results), total=len(pairs), desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress
-        ):
+        results = pool.map(score_pair, pairs)
+        for result in tqdm(results, total=len(pairs), desc=f"scoring {recon_dir.name}", unit="volume", disable=not progress):
             if isinstance(result, str):
                 non_finite.append(result)
             else:
@@ -205,5 +212,5 @@ def score_leaderboard(
     checked = [(recon_dir, check_reconstructions(target_dir, recon_dir, key)) for target_dir, recon_dir in folders]
     scores = []
     for recon_dir, pairs in checked:
-        scores.extend(_score_pairs(pairs, recon_dir, key, device, progress))
+        scores.extend(score_pairs(pairs, recon_dir, lambda pair: _score_pair(pair, key, device), device, progress))
     return LeaderboardResult(scores)

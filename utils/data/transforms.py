@@ -96,7 +96,8 @@ def to_sample(raw: RawSlice, mask: np.ndarray, compressor: Compressor | None = N
         masked = compressor(masked, mask)
     masked_kspace = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(masked, dtype=np.complex64)))
     if raw.target is None:
-        target = fg_mask = torch.zeros(0)
+        # a host tensor like the others, whatever the default device: recon_slice makes samples between device calls
+        target = fg_mask = masked_kspace.new_zeros(0)
     else:
         target = torch.from_numpy(np.ascontiguousarray(raw.target, dtype=np.float32))
         fg_mask = torch.from_numpy(foreground_mask(raw.target, raw.anatomy))

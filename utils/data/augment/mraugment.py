@@ -104,7 +104,7 @@ def augment_coil_images(images: torch.Tensor, params: ImageAugmentParams, paddin
     # affine_grid maps output to input in normalised coordinates u = x / (W / 2) (align_corners=False)
     to_pixels = np.diag([width / 2.0, height / 2.0, 1.0])
     inverse = np.linalg.inv(to_pixels) @ np.linalg.inv(affine_matrix(params)) @ to_pixels
-    theta = torch.as_tensor(inverse[:2], dtype=torch.float32)[None]
+    theta = torch.as_tensor(inverse[:2], dtype=torch.float32, device=images.device)[None]  # the grid goes where the images are
     grid = F.affine_grid(theta, [1, 2 * coils, height, width], align_corners=False)
     channels = torch.view_as_real(images).permute(0, 3, 1, 2).reshape(1, 2 * coils, height, width)
     warped = F.grid_sample(channels, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)

@@ -79,9 +79,16 @@ _FEATURE_VARNET = {  # 2 feature channels: the least identity_init allows
     "cascade_counts": _at_most_one, "feature_chans": 2, "unet_chans": 2, "pools": 1,
     "sens_chans": 1, "sens_pools": 1, "image_chans": 2, "image_pools": 1,
 }
+_PROMPTMR_PLUS = {  # every part (prompts, CABs, history, buffer, sensitivity net) at its narrowest
+    "num_cascades": 2, "n_feat0": 2, "feature_dim": [2, 3, 4], "prompt_dim": [1, 2, 2], "sens_n_feat0": 2,
+    "sens_feature_dim": [2, 2, 2], "sens_prompt_dim": [1, 1, 1], "prompt_size": [2, 2, 2], "n_enc_cab": [1, 1, 1],
+    "n_dec_cab": [1, 1, 1], "n_bottleneck_cab": 1, "n_history": 1, "ca_reduction": 2,
+}
 SMALL_OVERRIDES: dict[str, dict[str, Any]] = {
     "utils.model.FeatureVarNet": _FEATURE_VARNET,
     "utils.model.feature_varnet.FeatureVarNet": _FEATURE_VARNET,
+    "utils.model.PromptMRPlus": _PROMPTMR_PLUS,
+    "utils.model.promptmr.PromptMRPlus": _PROMPTMR_PLUS,
 }
 # every MRAugment transform on for every slice and the mask always replaced: the whole recipe runs
 FORCED_RECIPE = [

@@ -75,14 +75,15 @@ Compressor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def box_tensors(boxes: tuple[Box, ...], has_target: bool, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(boxes (MAX_BOXES, 4) int64, box_mask (384, 384) float32 or (0,) without a target) of the scored boxes."""
+    """(boxes (MAX_BOXES, 4) int64, box_mask (384, 384) float32 or (0,) without a target) of the scored boxes, on
+    the host whatever the default device (the harness makes samples between device calls)."""
     scored = scored_boxes(boxes, CHALLENGE_SHAPE)
     if len(scored) > MAX_BOXES:
         raise UserInputError(f"{origin}: {len(scored)} lesion boxes on one slice, more than the {MAX_BOXES} this repository reads")
-    rows = torch.zeros(MAX_BOXES, 4, dtype=torch.int64)
+    rows = torch.zeros(MAX_BOXES, 4, dtype=torch.int64, device="cpu")
     for row, box in enumerate(scored):
-        rows[row] = torch.tensor([box.x, box.y, box.width, box.height])
-    mask = torch.from_numpy(box_mask(scored, CHALLENGE_SHAPE).astype(np.float32)) if has_target else torch.zeros(0)
+        rows[row] = torch.tensor([box.x, box.y, box.width, box.height], device="cpu")
+    mask = torch.from_numpy(box_mask(scored, CHALLENGE_SHAPE).astype(np.float32)) if has_target else torch.zeros(0, device="cpu")
     return rows, mask
 
 

@@ -18,7 +18,7 @@ from utils.data.layout import parse_volume_name
 from utils.evaluation.slices import score_batch
 from utils.experts.serve import ExpertSet, route_volumes
 from utils.inference.reconstruct import run_model, volume_loader
-from utils.metrics.score import SliceScore, leaderboard_total, mean_score
+from utils.metrics.score import SliceScore, edition_2026, leaderboard_total, mean_score
 
 __all__ = ["ExpertValidation", "validate_experts", "format_validation"]
 
@@ -74,5 +74,8 @@ def format_validation(result: ExpertValidation, title: str) -> str:
     for acc in ("acc4", "acc8"):
         lines.append(f"{acc:<12}{len(result.group_scores(acc)):>7}{result.mean(acc):>9.4f}{result.mean(acc, 'zero_filled_ssim'):>13.4f}")
     lines.append(f"{'Total':<12}{len(result.scores):>7}{result.total():>9.4f}{result.total('zero_filled_ssim'):>13.4f}")
+    edition = edition_2026(result.scores)
+    lines.append(f"2026: SSIM_full {edition.full:.4f}, SSIM_bbox {edition.bbox:.4f} ({sum(edition.boxes.values())} boxes); "
+                 f"2026 Total (no tiebreak) {0.5 * edition.full + 0.5 * edition.bbox:.4f}")
     lines += [f"unsure: {line}" for line in result.unsure]
     return "\n".join(lines)

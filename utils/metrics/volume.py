@@ -35,13 +35,17 @@ def nmse(gt: np.ndarray, pred: np.ndarray) -> float:
 def psnr(gt: np.ndarray, pred: np.ndarray, maxval: float | None = None) -> float:
     """Peak signal-to-noise ratio in dB of a volume, peak ``maxval`` (default ``gt.max()``)."""
     error, _ = squared_sums(gt, pred)
-    maxval = float(np.max(gt)) if maxval is None else float(maxval)
-    mse = error / np.asarray(gt).size
+    return _psnr(float(np.max(gt)) if maxval is None else float(maxval), error / np.asarray(gt).size)
+
+
+def _psnr(maxval: float, mse: float) -> float:
+    """10 log10(maxval^2 / mse); inf for a perfect prediction, NaN where the peak is not positive (an all-zero target)."""
+    if not (maxval > 0 and math.isfinite(maxval)):
+        return math.nan
     return 10.0 * math.log10(maxval * maxval / mse) if mse > 0 else math.inf
 
 
 def volume_psnr_nmse(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """Both metrics of one volume from one pass over it."""
     error, energy = squared_sums(gt, pred)
-    maxval, mse = float(np.max(gt)), error / np.asarray(gt).size
-    return (10.0 * math.log10(maxval * maxval / mse) if mse > 0 else math.inf), (error / energy if energy > 0 else math.nan)
+    return _psnr(float(np.max(gt)), error / np.asarray(gt).size), (error / energy if energy > 0 else math.nan)

@@ -20,7 +20,8 @@ from tests.test_ensembles import SCC_2, small_checkpoint
 from tests.test_training import SMALL_MODEL
 from utils.data.dataset import SliceDataset
 from utils.evaluation.leaderboard import score_leaderboard
-from utils.experts.serve import ExpertSet
+from utils.experts.serve import ExpertSet, load_expert_set
+from utils.experts.validate import validate_experts
 from utils.inference.load import Reconstructor, load_reconstructor
 from utils.inference.reconstruct import reconstruct_dataset
 from utils.learning import test_part
@@ -158,6 +159,27 @@ def test_an_ensemble_with_tta_serves_the_same_through_reconstruct_and_the_harnes
         ctx = test_part.prep_volume(None, leaderboard / name.split("/")[0] / "kspace" / name.split("/")[1], "cpu")
         images = np.stack([test_part.recon_slice(harness, ctx, s).numpy() for s in range(ctx["num_slices"])])
         np.testing.assert_allclose(images, routed[name], rtol=0, atol=1e-6 * images.max(), err_msg=name)
+
+
+@pytest.mark.slow
+def test_validate_experts_scores_an_ensemble_with_a_compressed_member(tiny_data, tmp_path):
+    val = link_tree(tiny_data / "val", tmp_path / "val")
+    for path in [*val.glob("*/knee_*.h5"), *val.glob("*/brain_acc8_*.h5")]:
+        path.unlink()  # one brain acc4 volume, 2 slices
+    small_checkpoint(tmp_path / "b.pt", 1)
+    small_checkpoint(tmp_path / "c_scc.pt", 2, SCC_2)
+    (tmp_path / "experts.yaml").write_text("experts: {all: [b.pt, c_scc.pt]}\n")
+    result = validate_experts(load_expert_set(tmp_path / "experts.yaml", CPU), val, CPU)
+    alone = [validate_experts(load_expert_set(_one_route(tmp_path, name), CPU), val, CPU) for name in ("b.pt", "c_scc.pt")]
+    assert len(result.scores) == 2 and 0.5 < result.mean("brain_acc4") < 1
+    assert result.mean("brain_acc4", "zero_filled_ssim") == pytest.approx(alone[0].mean("brain_acc4", "zero_filled_ssim"))
+    assert result.mean("brain_acc4") != pytest.approx(alone[1].mean("brain_acc4"))
+
+
+def _one_route(folder: Path, checkpoint: str) -> Path:
+    path = folder / f"{checkpoint}.yaml"
+    path.write_text(f"experts: {{all: {checkpoint}}}\n")
+    return path
 
 
 def test_a_manifest_beside_best_model_is_ignored_with_a_warning(tmp_path, caplog):

@@ -3,11 +3,16 @@
     python3 reconstruct_from_ckpt.py -c ../result/<exp>/checkpoints/best_model.pt -p ../Data/leaderboard -g 0 -b 1
     torchrun --nproc_per_node=2 reconstruct_from_ckpt.py -c ... -p ...   # volumes shared among 2 ranks (GPUs)
     python3 reconstruct_from_ckpt.py -c ../result/experts4/experts.yaml -p ../Data/leaderboard -g 0   # experts
+    python3 reconstruct_from_ckpt.py -c ... --tta flip   # mean with the reflected input's output (2 passes per slice)
 
 With ``-c`` naming an expert manifest (a ``.yaml`` file, docs/experts.md) each volume is routed once and
 reconstructed by its expert; output under ``<manifest folder>/reconstructions_leaderboard`` (or ``-o``); the
-report adds the routing time, which expert served how many volumes, every unsure decision, and the budget
-with loading and routing projected to the official leaderboard.
+report adds the routing time, which expert (or ensemble of checkpoints) served how many volumes, every unsure
+decision, and the budget with loading and routing projected to the official leaderboard.
+
+``--tta flip`` averages every reconstruction with the model's reconstruction of the left-right reflected input,
+mapped back (:mod:`utils.inference.tta`); its second pass is model time. Without ``--tta`` a manifest's own
+``tta:`` applies (none for a checkpoint); ``--tta`` overrides it.
 
 The network is rebuilt from the model config stored in the checkpoint (no model flags). Output:
 ``<run folder of the checkpoint>/reconstructions_leaderboard/acc{4,8}/<name>.h5`` (key 'reconstruction',
@@ -40,6 +45,7 @@ from utils.experts.serve import ExpertsServed, load_expert_set, reconstruct_fold
 from utils.gates.torch_floor import require_safe_torch
 from utils.inference.load import load_reconstructor
 from utils.inference.reconstruct import ModelClock, format_timing, reconstruct_dataset
+from utils.inference.tta import TTA_MODES
 from utils.timing_report import write_timing_report
 
 
@@ -54,6 +60,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("-b", "--batch_size", type=int, default=1, help="slices per forward pass (within one volume)")
     parser.add_argument("-o", "--output", default=None, help="output folder (default: <run>/reconstructions_leaderboard)")
     parser.add_argument("--num_workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("--tta", choices=TTA_MODES, default=None,
+                        help="test-time augmentation: flip averages with the reflected input's output (default: a "
+                             "manifest's tta, else none)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser.parse_args(argv)
@@ -86,13 +95,13 @@ def main(argv: Sequence[str]) -> int:
 def _main_checkpoint(args: argparse.Namespace, checkpoint_path: Path, data_root: Path, distributed, device: torch.device) -> int:
     """One checkpoint for both accelerations."""
     load_start = time.perf_counter()
-    model = load_reconstructor(checkpoint_path, device)
+    model = load_reconstructor(checkpoint_path, device, args.tta or "none")
     load_seconds = time.perf_counter() - load_start
     datasets = {acc: SliceDataset(data_root / f"acc{acc}", model.transform, kspace_only=True) for acc in ACCELERATIONS}
     output = Path(args.output) if args.output else checkpoint_path.resolve().parent.parent / "reconstructions_leaderboard"
     report = print if distributed.is_main else (lambda *_: None)
     ranks = f", {distributed.world_size} ranks (each reconstructs and writes its own volumes)" if distributed.enabled else ""
-    report(f"checkpoint {checkpoint_path} (epoch {model.epoch}), device {device}{ranks}, output {output}")
+    report(f"checkpoint {checkpoint_path} (epoch {model.epoch}), test-time augmentation {model.tta}, device {device}{ranks}, output {output}")
 
     clock = ModelClock(device)
     slices, seconds = 0, 0.0
@@ -124,13 +133,14 @@ def _write_timing(output: Path, clock: ModelClock, batch_size: int, device: torc
 
 def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path, distributed, device: torch.device) -> int:
     """``-c EXPERTS.yaml``: the manifest is checked and every checkpoint loaded before anything is written."""
-    experts = load_expert_set(manifest_path, device)
+    experts = load_expert_set(manifest_path, device, args.tta)
     load_seconds = max(distributed.gather(experts.load_seconds))
     output = Path(args.output) if args.output else manifest_path.resolve().parent / "reconstructions_leaderboard"
     folders = {acc: data_root / f"acc{acc}" for acc in ACCELERATIONS}
     report = print if distributed.is_main else (lambda *_: None)
     ranks = f", {distributed.world_size} ranks" if distributed.enabled else ""
-    report(f"experts {manifest_path}: router {experts.manifest.router}, routes {', '.join(experts.experts)}; device {device}{ranks}, output {output}")
+    report(f"experts {manifest_path}: router {experts.manifest.router}, routes {', '.join(experts.experts)}, test-time augmentation "
+           f"{experts.tta}; device {device}{ranks}, output {output}")
     clock, served = ModelClock(device), ExpertsServed()
     slices, seconds = 0, 0.0
     for acc, folder in folders.items():
@@ -142,7 +152,7 @@ def _main_experts(args: argparse.Namespace, manifest_path: Path, data_root: Path
         acc_slices, acc_seconds = sum(n for n, _ in per_rank), max(t for _, t in per_rank)
         report(f"acc{acc}: {acc_slices} slices in {acc_seconds:.1f} s (routing, data loading and writing included)")
         slices, seconds = slices + acc_slices, seconds + acc_seconds
-    report(f"load: {load_seconds:.1f} s (manifest, router, {len(experts.experts)} routes' checkpoints, device)")
+    report(f"load: {load_seconds:.1f} s (manifest, router, {experts.checkpoints_loaded} checkpoints for {len(experts.experts)} routes, device)")
     clock = ModelClock.combined(distributed.gather(clock.state()), device)
     report(format_timing(load_seconds, slices, seconds, clock, args.batch_size, distributed.world_size))
     report(routing_report(experts, served, load_seconds, clock, distributed.world_size))

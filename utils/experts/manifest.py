@@ -4,16 +4,19 @@
     router: rule                 # rule | classifier (utils/experts/routing.py)
     classifier: null             # anatomy classifier checkpoint (python -m utils.tools.train_router): needed by
                                  # router: classifier; with router: rule, the fallback when the rule is unsure
+    tta: none                    # none | flip: test-time augmentation of every checkpoint (utils/inference/tta.py)
     experts:                     # route -> checkpoint; every anatomy x acceleration covered exactly once
       brain_acc4: brain_acc4/checkpoints/best_model.pt
-      brain_acc8: brain_acc8/checkpoints/best_model.pt
+      brain_acc8: [brain_acc8/checkpoints/best_model.pt, brain_acc8_seed2/checkpoints/best_model.pt]   # an ensemble
       knee_acc4: knee_acc4/checkpoints/best_model.pt
       knee_acc8: knee_acc8/checkpoints/best_model.pt
 
 Routes are ``brain_acc4``, ``brain_acc8``, ``knee_acc4``, ``knee_acc8``, ``brain``, ``knee``, ``acc4``, ``acc8``
-and ``all`` (one shared model: nothing is routed). :func:`load_manifest` refuses, in one sentence naming the
-manifest, an unknown key or route, a route left uncovered or covered twice, a missing checkpoint and a
-classifier router without its classifier, so nothing is reconstructed from a broken manifest.
+and ``all`` (one shared model: nothing is routed). A route names one checkpoint, or a list of them: an
+ensemble, whose outputs are averaged (:mod:`utils.inference.ensemble`). :func:`load_manifest` refuses, in one
+sentence naming the manifest, an unknown key or route, a route left uncovered or covered twice, a missing
+checkpoint, an empty list or a list entry that is not a path, an unknown ``tta`` and a classifier router
+without its classifier, so nothing is reconstructed from a broken manifest.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from utils.data.layout import ACCELERATIONS, ANATOMIES
 from utils.errors import file_error
 from utils.experts.routing import ROUTERS
 from utils.gates.yaml_file import read_yaml_mapping
+from utils.inference.tta import TTA_MODES
 
 __all__ = ["EXPERT_MANIFEST_NAME", "MANIFEST_SUFFIXES", "ROUTE_CELLS", "ExpertManifest", "check_routes", "is_manifest", "load_manifest", "manifest_text"]
 
@@ -37,7 +41,7 @@ ROUTE_CELLS: dict[str, tuple[tuple[str, int], ...]] = {
     **{f"acc{acceleration}": tuple(cell for cell in CELLS if cell[1] == acceleration) for acceleration in ACCELERATIONS},
     "all": CELLS,
 }
-_KEYS = ("router", "classifier", "experts")
+_KEYS = ("router", "classifier", "tta", "experts")
 
 
 def cell_label(cell: tuple[str, int]) -> str:
@@ -51,12 +55,19 @@ def is_manifest(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class ExpertManifest:
-    """A checked manifest; ``experts`` maps each route to its checkpoint, resolved against the manifest's folder."""
+    """A checked manifest; ``experts`` maps each route to its checkpoint (a path) or its ensemble (a tuple of
+    paths), as written, resolved against the manifest's folder."""
 
     path: Path
     router: str
     classifier: Path | None
-    experts: dict[str, Path]
+    experts: dict[str, Path | tuple[Path, ...]]
+    tta: str = "none"
+
+    def checkpoints(self, route: str) -> tuple[Path, ...]:
+        """The checkpoints of ``route``: one, or the ensemble's as listed."""
+        target = self.experts[route]
+        return target if isinstance(target, tuple) else (target,)
 
     def route_for(self, anatomy: str, acceleration: int) -> str:
         """The route that covers ``anatomy`` at ``acceleration`` (exactly one does)."""
@@ -86,6 +97,15 @@ def _resolve(manifest: Path, key: str, value: object) -> Path:
     return path
 
 
+def _resolve_target(manifest: Path, route: str, value: object) -> Path | tuple[Path, ...]:
+    """A route's checkpoint path, or the tuple of an ensemble's (a non-empty list of paths)."""
+    if not isinstance(value, list):
+        return _resolve(manifest, f"experts.{route}", value)
+    if not value:
+        raise file_error(manifest, f"experts.{route} is an empty list; an ensemble names at least one checkpoint")
+    return tuple(_resolve(manifest, f"experts.{route}[{index}]", item) for index, item in enumerate(value))
+
+
 def load_manifest(path: str | Path) -> ExpertManifest:
     """Read and check a manifest (see the module docstring); every problem is a UserInputError naming it."""
     path = Path(path)
@@ -98,11 +118,15 @@ def load_manifest(path: str | Path) -> ExpertManifest:
     classifier = node.get("classifier")
     if router == "classifier" and classifier is None:
         raise file_error(path, "router: classifier needs classifier: <checkpoint> (python -m utils.tools.train_router)")
+    tta = "none" if node.get("tta") is None else node.get("tta")
+    if tta not in TTA_MODES:
+        raise file_error(path, f"tta: {tta!r} is not a test-time augmentation; choose {' or '.join(TTA_MODES)}")
     return ExpertManifest(
         path=path,
         router=router,
         classifier=None if classifier is None else _resolve(path, "classifier", classifier),
-        experts={str(route): _resolve(path, f"experts.{route}", value) for route, value in experts.items()},
+        experts={str(route): _resolve_target(path, str(route), value) for route, value in experts.items()},
+        tta=tta,
     )
 
 
@@ -128,15 +152,20 @@ def check_routes(path: Path, router: object, experts: object, targets: str) -> N
         raise file_error(path, f"no expert covers {', '.join(uncovered)}; add a route for it (or a wider one: brain, knee, acc4, acc8, all)")
 
 
-def manifest_text(router: str, classifier: Path | None, experts: dict[str, Path], folder: Path, comment: str = "") -> str:
-    """The YAML of a manifest in ``folder``, with paths written relative to it."""
+def manifest_text(router: str, classifier: Path | None, experts: dict[str, Path | tuple[Path, ...]], folder: Path, comment: str = "",
+                  tta: str = "none") -> str:
+    """The YAML of a manifest in ``folder``, with paths written relative to it (an ensemble as a flow list)."""
     def relative(path: Path) -> str:
         return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
+
+    def target(value: Path | tuple[Path, ...]) -> str:
+        return f"[{', '.join(map(relative, value))}]" if isinstance(value, (tuple, list)) else relative(value)
 
     lines = [f"# {line}" for line in comment.splitlines()] + [
         f"router: {router}",
         f"classifier: {relative(classifier) if classifier else 'null'}",
+        *([f"tta: {tta}"] if tta != "none" else []),
         "experts:",
-        *[f"  {route}: {relative(path)}" for route, path in experts.items()],
+        *[f"  {route}: {target(value)}" for route, value in experts.items()],
     ]
     return "\n".join(lines) + "\n"

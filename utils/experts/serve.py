@@ -2,9 +2,11 @@
 it with its expert, and report who served what and what it cost.
 
 Every checkpoint goes through the one loader, :func:`~utils.inference.load.load_reconstructor` (a
-checkpoint named by several routes is loaded once), and keeps the input transform it was trained with. A
-checkpoint trained on a ``data.subset`` (:mod:`utils.data.subset`) must cover the routes it is named for: a
-knee expert under ``brain_acc4`` is refused before anything is reconstructed. A volume is routed from its
+checkpoint named by several routes, or several times in one ensemble, is loaded once), with the manifest's
+test-time augmentation, and keeps the input transform it was trained with. A route that names a list is an
+:class:`~utils.inference.ensemble.Ensemble` of its checkpoints. A checkpoint trained on a ``data.subset``
+(:mod:`utils.data.subset`) must cover the routes it is named for: a knee expert under ``brain_acc4`` is
+refused before anything is reconstructed. A volume is routed from its
 mask and central slices (:mod:`utils.experts.routing`), then all its slices go to one expert.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from utils.data.subset import DataSubset
 from utils.errors import UserInputError, file_error
 from utils.experts.manifest import ROUTE_CELLS, ExpertManifest, cell_label, load_manifest
 from utils.experts.routing import RouteDecision, Router, read_evidence
+from utils.inference.ensemble import Ensemble
 from utils.inference.load import Reconstructor, load_reconstructor
 from utils.inference.reconstruct import LEADERBOARD_SLICES, TIME_BUDGET_S, ModelClock, reconstruct_dataset
 
@@ -33,12 +36,24 @@ LEADERBOARD_VOLUMES = 4 * 29  # brain and knee test1..29 at acc4 and acc8 (SPEC 
 
 @dataclass
 class ExpertSet:
-    """A manifest's router and its loaded experts (route -> :class:`Reconstructor`)."""
+    """A manifest's router and its loaded experts (route -> :class:`Reconstructor` or :class:`Ensemble`)."""
 
     manifest: ExpertManifest
     router: Router
-    experts: dict[str, Reconstructor]
+    experts: dict[str, Reconstructor | Ensemble]
     load_seconds: float = 0.0
+    tta: str = "none"
+
+    @property
+    def checkpoints_loaded(self) -> int:
+        """Distinct checkpoints in memory (each loaded once, however often the manifest names it)."""
+        members = [m for expert in self.experts.values() for m in (expert.members if isinstance(expert, Ensemble) else [expert])]
+        return len({id(member) for member in members})
+
+    def describe(self, route: str) -> str:
+        """Which checkpoint(s) serve ``route``, for the report."""
+        expert = self.experts[route]
+        return expert.describe() if isinstance(expert, Ensemble) else str(expert.checkpoint_path)
 
     @property
     def needs_routing(self) -> bool:
@@ -62,10 +77,12 @@ def _check_subset(manifest: ExpertManifest, route: str, expert: Reconstructor) -
                                         f"(data.subset), but the route sends it {', '.join(outside)} volumes")
 
 
-def load_expert_set(manifest: ExpertManifest | str | Path, device: torch.device) -> ExpertSet:
-    """Load the router (and classifier) and every checkpoint of a manifest onto ``device``."""
+def load_expert_set(manifest: ExpertManifest | str | Path, device: torch.device, tta: str | None = None) -> ExpertSet:
+    """Load the router (and classifier) and every checkpoint of a manifest onto ``device``, with test-time
+    augmentation ``tta`` (None: the manifest's ``tta``)."""
     start = time.perf_counter()
     manifest = manifest if isinstance(manifest, ExpertManifest) else load_manifest(manifest)
+    tta = manifest.tta if tta is None else tta
     classifier = None
     if manifest.classifier is not None:
         from utils.experts.classifier import load_classifier
@@ -73,13 +90,16 @@ def load_expert_set(manifest: ExpertManifest | str | Path, device: torch.device)
         classifier, _ = load_classifier(manifest.classifier, device)
     loaded: dict[Path, Reconstructor] = {}
     experts = {}
-    for route, path in manifest.experts.items():
-        key = path.resolve()
-        if key not in loaded:
-            loaded[key] = load_reconstructor(path, device)
-        experts[route] = loaded[key]
-        _check_subset(manifest, route, experts[route])
-    return ExpertSet(manifest, Router(manifest.router, classifier, device), experts, time.perf_counter() - start)
+    for route, target in manifest.experts.items():
+        members = []
+        for path in manifest.checkpoints(route):
+            key = path.resolve()
+            if key not in loaded:
+                loaded[key] = load_reconstructor(path, device, tta)
+            members.append(loaded[key])
+            _check_subset(manifest, route, loaded[key])
+        experts[route] = Ensemble(members) if isinstance(target, tuple) else members[0]
+    return ExpertSet(manifest, Router(manifest.router, classifier, device), experts, time.perf_counter() - start, tta)
 
 
 @dataclass(frozen=True)
@@ -157,9 +177,10 @@ def reconstruct_folder_with_experts(
 def routing_report(experts: ExpertSet, served: ExpertsServed, load_seconds: float, clock: ModelClock, ranks: int = 1) -> str:
     """Who served what, the unsure and disagreeing decisions, and the budget with routing and loading projected."""
     manifest = experts.manifest
-    lines = [f"experts served ({manifest.path}, router {manifest.router}):"]
+    tta = ", test-time augmentation flip (2 passes per checkpoint and slice)" if experts.tta == "flip" else ""
+    lines = [f"experts served ({manifest.path}, router {manifest.router}{tta}):"]
     for route in manifest.experts:
-        lines.append(f"  {route}: {served.volumes[route]} volumes, {served.slices[route]} slices ({manifest.experts[route]})")
+        lines.append(f"  {route}: {served.volumes[route]} volumes, {served.slices[route]} slices ({experts.describe(route)})")
     if served.routed:
         per_volume = served.routing_seconds / served.routed
         lines.append(f"routing: {served.routing_seconds:.1f} s for {served.routed} volumes ({1000 * per_volume:.0f} ms/volume); "
@@ -174,7 +195,7 @@ def routing_report(experts: ExpertSet, served: ExpertsServed, load_seconds: floa
         model = clock.seconds / clock.slices * LEADERBOARD_SLICES / ranks
         routing = per_volume * LEADERBOARD_VOLUMES
         total = load_seconds + routing + model
-        lines.append(f"budget with experts: load {load_seconds:.1f} s ({len(set(map(id, experts.experts.values())))} checkpoints) + routing "
+        lines.append(f"budget with experts: load {load_seconds:.1f} s ({experts.checkpoints_loaded} checkpoints) + routing "
                      f"{routing:.0f} s (projected to {LEADERBOARD_VOLUMES} volumes) + model {model:.0f} s (projected to "
                      f"{LEADERBOARD_SLICES:,} slices) = {total:.0f} s; within the {TIME_BUDGET_S:.0f} s budget: "
                      f"{'yes' if total <= TIME_BUDGET_S else 'NO'}")

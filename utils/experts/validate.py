@@ -15,6 +15,7 @@ import torch
 
 from utils.data.dataset import SliceDataset
 from utils.data.layout import parse_volume_name
+from utils.data.transforms import Sample
 from utils.evaluation.slices import score_batch
 from utils.experts.serve import ExpertSet, route_volumes
 from utils.inference.reconstruct import run_model, volume_loader
@@ -60,8 +61,15 @@ def validate_experts(experts: ExpertSet, split_dir: Path, device: torch.device) 
         expert = experts.experts[route]
         dataset = SliceDataset(split_dir, expert.transform, keep_volume=names.__contains__)
         for batch in volume_loader(dataset, batch_size=1):
-            result.scores.extend(score_batch(run_model(expert, batch, device).float(), batch, device).scores)
+            result.scores.extend(score_batch(run_model(expert, batch, device).float(), _first_input(batch), device).scores)
     return result
+
+
+def _first_input(batch: Sample) -> Sample:
+    """``batch`` with one masked k-space: an ensemble's may hold one per input transform, and the zero-filled
+    baseline is computed from the first (its first members' input)."""
+    inputs = batch.masked_kspace
+    return batch if isinstance(inputs, torch.Tensor) else batch._replace(masked_kspace=inputs[0])
 
 
 def format_validation(result: ExpertValidation, title: str) -> str:

@@ -4,10 +4,11 @@ Both inference paths load checkpoints through :func:`load_reconstructor`: ``reco
 folders, batched, sharded under torchrun) and the 2026 harness contract (``utils/learning/test_part.py``, one
 slice at a time). The transform is the one validation used in training: the file's mask, then the run's coil
 compression (``compressor`` in the checkpoint's config), so a slice gets the same input wherever it is
-reconstructed.
+reconstructed. ``tta="flip"`` wraps the network in flip test-time augmentation (:mod:`utils.inference.tta`).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from utils.data.compression import build_compressor
 from utils.data.transforms import ApplyFileMask, RawSlice, Sample
+from utils.inference.tta import FlipTTA, with_tta
 from utils.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 __all__ = ["Reconstructor", "load_reconstructor"]
@@ -43,9 +45,23 @@ class Reconstructor(nn.Module):
         """The model-ready input of one stored slice."""
         return self.transform(raw)
 
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation of this reconstructor: ``flip`` or ``none``."""
+        return "flip" if isinstance(self.network, FlipTTA) else "none"
 
-def load_reconstructor(path: str | Path, device: torch.device) -> Reconstructor:
-    """Load a checkpoint of this repository (or an imported one) onto ``device``, in eval mode.
+    @property
+    def input_key(self) -> str:
+        """Equal for two reconstructors whose transforms give the same input (the same coil compression)."""
+        node = self.config.get("compressor")
+        if not node or node.get("method") in (None, "none"):
+            return "no compression"
+        return json.dumps(node, sort_keys=True, default=str)
+
+
+def load_reconstructor(path: str | Path, device: torch.device, tta: str = "none") -> Reconstructor:
+    """Load a checkpoint of this repository (or an imported one) onto ``device``, in eval mode, with test-time
+    augmentation ``tta`` (``none`` or ``flip``).
 
     Errors a user can cause (missing file, foreign checkpoint, unbuildable config) are one-line
     UserInputErrors naming the file.
@@ -53,6 +69,6 @@ def load_reconstructor(path: str | Path, device: torch.device) -> Reconstructor:
     path = Path(path)
     checkpoint = load_checkpoint(path)
     compressor = build_compressor((checkpoint.get("config") or {}).get("compressor"))  # as in training
-    network = model_from_checkpoint(checkpoint, path)
+    network = with_tta(model_from_checkpoint(checkpoint, path), tta)
     reconstructor = Reconstructor(network, ApplyFileMask(compressor), path, checkpoint.get("epoch"), checkpoint.get("config"))
     return reconstructor.to(device).eval()

@@ -6,7 +6,9 @@ written as soon as its last slice is done.
 Time is reported two ways. :class:`ReconstructionTiming` is wall-clock time, data loading and writing included.
 :class:`ModelClock` is the 2026 harness convention: pure model time per slice, the device synchronised around
 each forward pass, after ``warmup_slices`` untimed slices (5 in the harness; they let cuDNN choose its kernels
-and the allocator grow).
+and the allocator grow). Everything a model does for a slice happens inside its one call and is timed: both
+passes of flip test-time augmentation (:mod:`utils.inference.tta`), every member of an ensemble
+(:mod:`utils.inference.ensemble`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tqdm import tqdm
 from utils.data.dataset import SliceDataset
 from utils.data.sampler import volume_batches
 from utils.data.transforms import Sample
+from utils.inference.ensemble import model_inputs
 from utils.inference.writer import ReconstructionWriter
 
 __all__ = [
@@ -41,8 +44,8 @@ LEADERBOARD_SLICES = 1809  # acc4 520 brain + 388 knee, acc8 520 brain + 381 kne
 
 
 def run_model(model: nn.Module, batch: Sample, device: torch.device) -> torch.Tensor:
-    """The model's (B, 384, 384) float32 output for a collated batch."""
-    masked_kspace = batch.masked_kspace.to(device, non_blocking=True)
+    """The model's (B, 384, 384) float32 output for a collated batch (an ensemble's batch may hold several inputs)."""
+    masked_kspace = model_inputs(batch.masked_kspace, device, non_blocking=True)
     mask = batch.mask.to(device, non_blocking=True)
     return model(masked_kspace, mask)
 
@@ -82,7 +85,7 @@ class ModelClock:
         if self.untimed_slices < self.warmup_slices:
             self.untimed_slices += batch_slices
             return run_model(model, batch, self.device)
-        masked_kspace = batch.masked_kspace.to(self.device)  # the copy to the device is not model time
+        masked_kspace = model_inputs(batch.masked_kspace, self.device)  # the copy to the device is not model time
         mask = batch.mask.to(self.device)
         _synchronize(self.device)
         start = time.perf_counter()

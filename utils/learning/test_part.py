@@ -13,6 +13,13 @@ parent (``recon_eval.py -n experts4`` for ``../result/experts4/experts.yaml``): 
 its first ``recon_slice`` call (timed, as it should be) and all its slices go to that expert. Each slice gets exactly the input
 ``reconstruct_from_ckpt.py`` gives it (the file's mask, the run's coil compression;
 :mod:`utils.inference.load`), so both paths produce the same reconstructions.
+
+Ensembles and test-time augmentation come from the manifest (``experts: {all: [a.pt, b.pt]}``, ``tta: flip``;
+docs/experts.md), never from an environment variable: the organisers run the harness in their environment with
+their own flags, and the manifest is a file of the submitted result folder that ``reconstruct_from_ckpt.py -c``
+reads too, so both paths serve the same thing. A single checkpoint with ``tta: flip`` is a one-route manifest
+(``experts: {all: ../<run>/checkpoints/best_model.pt}``) in a folder of its own; a ``best_model.pt`` in
+``exp_dir`` is served as it is, and a manifest beside it is ignored with a warning.
 """
 from __future__ import annotations
 
@@ -30,13 +37,14 @@ from utils.errors import file_error
 from utils.experts.manifest import EXPERT_MANIFEST_NAME
 from utils.experts.routing import ROUTE_SLICES, make_evidence
 from utils.experts.serve import ExpertSet, load_expert_set
+from utils.inference.ensemble import Ensemble, model_inputs
 from utils.inference.load import Reconstructor, load_reconstructor
 
 __all__ = ["INPUT_KIND", "load_model", "prep_volume", "recon_slice"]
 
 INPUT_KIND = "kspace"
 CHECKPOINT_NAME = "best_model.pt"
-log = logging.getLogger("routing")
+log = logging.getLogger("routing")  # routing decisions and what load_model serves
 
 
 def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertSet:
@@ -45,10 +53,12 @@ def load_model(args: Any, device: torch.device | str) -> Reconstructor | ExpertS
     ``../result/<set>/checkpoints``, and ``train_experts`` writes ``../result/<set>/experts.yaml``)."""
     exp_dir = Path(args.exp_dir)
     checkpoint = exp_dir / CHECKPOINT_NAME
-    if not checkpoint.exists():
-        for manifest in (exp_dir / EXPERT_MANIFEST_NAME, exp_dir.parent / EXPERT_MANIFEST_NAME):
-            if manifest.is_file():
-                return load_expert_set(manifest, torch.device(device))
+    manifests = [path for path in (exp_dir / EXPERT_MANIFEST_NAME, exp_dir.parent / EXPERT_MANIFEST_NAME) if path.is_file()]
+    if not checkpoint.exists() and manifests:
+        return load_expert_set(manifests[0], torch.device(device))
+    if manifests:  # never silent: a tta or an ensemble written there does not apply
+        log.warning("%s is served as it is; %s beside it is ignored (put a manifest in a folder without best_model.pt)",
+                    checkpoint, manifests[0])
     return load_reconstructor(checkpoint, torch.device(device))
 
 
@@ -80,7 +90,7 @@ def prep_volume(image_path: str | Path | None, kspace_path: str | Path | None, d
     }
 
 
-def _expert_for(experts: ExpertSet, ctx: dict[str, Any]) -> Reconstructor:
+def _expert_for(experts: ExpertSet, ctx: dict[str, Any]) -> Reconstructor | Ensemble:
     """The volume's expert, routed once from its central slices (the same evidence reconstruct_from_ckpt uses)."""
     if "route" not in ctx:
         route = next(iter(experts.experts))
@@ -111,6 +121,6 @@ def recon_slice(model: Reconstructor | ExpertSet, ctx: dict[str, Any], s: int) -
     )
     sample = model.sample(raw)
     device = ctx["device"]
-    masked_kspace = sample.masked_kspace.unsqueeze(0).to(device)
+    masked_kspace = model_inputs(sample.masked_kspace, device, add_batch_dim=True)  # an ensemble's may be several
     mask = sample.mask.unsqueeze(0).to(device)
     return model(masked_kspace, mask)[0]

@@ -49,6 +49,8 @@ def _coil_products(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor
 class PromptMRPlus(nn.Module):
     """Masked k-space ``(B, C, H, W, 2)`` and mask ``(B, 1, 1, W, 1)`` -> image ``(B, 384, 384)``."""
 
+    output_crop = staticmethod(entry_crop_or_pad)  # its crop to 384 x 384, for flip test-time augmentation's way back
+
     def __init__(
         self,
         num_cascades: int = 12,

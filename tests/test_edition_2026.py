@@ -77,6 +77,14 @@ def test_psnr_and_nmse_are_fastmris():
     assert nmse(gt, pred) == pytest.approx(expected, rel=1e-6) and volume_psnr_nmse(gt, pred) == (psnr(gt, pred), nmse(gt, pred))
 
 
+def test_psnr_of_degenerate_volumes_is_a_number_not_an_exception():
+    gt = np.ones((1, 8, 8), np.float32)
+    assert psnr(gt, gt) == math.inf and math.isnan(psnr(np.zeros_like(gt), gt))
+    with np.errstate(over="ignore"):  # the error overflows float32 (a fuzzed reconstruction): -inf dB, as numpy gives
+        assert psnr(gt, np.full_like(gt, 3e38)) == -math.inf
+        assert volume_psnr_nmse(gt, np.full_like(gt, -3e38))[0] == -math.inf
+
+
 def test_cli_prints_the_official_lines_the_total_and_the_csv(tiny_data, grappa, tmp_path):
     write_timing_report(grappa, 300.0, 20, 5, 1, "cpu")
     run = _eval("-lp", str(tiny_data / "leaderboard"), "-yp", str(grappa), "--csv", str(tmp_path / "s.csv"))

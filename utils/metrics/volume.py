@@ -39,10 +39,16 @@ def psnr(gt: np.ndarray, pred: np.ndarray, maxval: float | None = None) -> float
 
 
 def _psnr(maxval: float, mse: float) -> float:
-    """10 log10(maxval^2 / mse); inf for a perfect prediction, NaN where the peak is not positive (an all-zero target)."""
-    if not (maxval > 0 and math.isfinite(maxval)):
+    """10 log10(maxval^2 / mse); inf for a perfect prediction, -inf for an error too large to represent (an overflowed
+    ``mse``, as numpy gives), NaN where the peak is not positive (an all-zero target) or not finite."""
+    if not (maxval > 0 and math.isfinite(maxval)) or math.isnan(mse):
         return math.nan
-    return 10.0 * math.log10(maxval * maxval / mse) if mse > 0 else math.inf
+    if mse <= 0:
+        return math.inf
+    ratio = maxval * maxval / mse
+    if ratio == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(ratio) if math.isfinite(ratio) else math.inf
 
 
 def volume_psnr_nmse(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:

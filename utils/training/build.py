@@ -80,6 +80,15 @@ def check_config(cfg: DictConfig) -> None:
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
     _require(interval in SCHEDULER_INTERVALS, "scheduler.interval", " or ".join(SCHEDULER_INTERVALS), interval)
+    _check_loss_weighting(cfg)
+
+
+def _check_loss_weighting(cfg: DictConfig) -> None:
+    """The loss's ``area_weight``, whose per-batch normalisation makes it a no-op with one slice per batch."""
+    if cfg.loss.get("area_weight", "none") == "sqrt":
+        _require(cfg.data.batch_size >= 2, "loss.area_weight", "none with data.batch_size=1 (sqrt weights are normalised to "
+                 "mean 1 over each batch, so one slice per batch always gets weight 1)", "sqrt")
+
 
 
 def resolve_device(name: str) -> torch.device:
@@ -155,7 +164,9 @@ def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
     try:
         return instantiate(node, **extra)
     except Exception as err:  # noqa: BLE001 - Hydra wraps whatever the target raises for a user's values
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
+        lines = [line for line in str(err).strip().splitlines() if not line.startswith("full_key:")]  # Hydra's last line
+        cause = err.__cause__  # the target's own sentence (e.g. "area_weight must be one of ..."), not Hydra's wrapper
+        message = _first_line(cause) if isinstance(cause, (ValueError, TypeError)) else (lines[-1] if lines else err.__class__.__name__)
         raise UserInputError(f"the {group} config cannot be built: {message}") from None
 
 

@@ -82,11 +82,16 @@ def check_config(cfg: DictConfig) -> None:
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
     _require(interval in SCHEDULER_INTERVALS, "scheduler.interval", " or ".join(SCHEDULER_INTERVALS), interval)
-    _check_loss_weighting(cfg)
+    _check_weighting(cfg)
 
 
-def _check_loss_weighting(cfg: DictConfig) -> None:
-    """The loss's ``area_weight``, whose per-batch normalisation makes it a no-op with one slice per batch."""
+def _check_weighting(cfg: DictConfig) -> None:
+    """The weight averaging keys (``training.ema_decay``, ``training.keep_epoch_weights``) and the loss's
+    ``area_weight``, whose per-batch normalisation makes it a no-op with one slice per batch."""
+    decay, keep = cfg.training.get("ema_decay", 0.0), cfg.training.get("keep_epoch_weights", 0)
+    _require(isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0.0 <= decay < 1.0, "training.ema_decay",
+             "a number in [0, 1) (0: no EMA; e.g. 0.999)", decay)
+    _require(_is_int(keep) and keep >= 0, "training.keep_epoch_weights", "an integer >= 0 (0: keep none)", keep)
     if cfg.loss.get("area_weight", "none") == "sqrt":
         _require(cfg.data.batch_size >= 2, "loss.area_weight", "none with data.batch_size=1 (sqrt weights are normalised to "
                  "mean 1 over each batch, so one slice per batch always gets weight 1)", "sqrt")

@@ -11,6 +11,7 @@ from utils.data.dataset import SliceDataset
 from utils.data.mask_types import MASK_TYPES, sample_mask
 from utils.data.masks import equispaced_mask
 from utils.mri.acs import acs_bounds
+from utils.mri.crop import center_crop_or_pad
 
 WIDTHS = (320, 368, 396, 401)
 
@@ -231,6 +232,7 @@ def test_mask_types_are_drawn_with_the_entrys_weights(monkeypatch):
         MaskAugment(weights={"random": 0.0})
 
 
+<<<<<<< HEAD
 def test_the_box_mask_moves_with_the_lesion():
     """A bright square in the coil images, its box in the target's 384 space: after a flip, a rotation and a shift,
     the warped box mask still covers the bright square of the augmented target."""
@@ -249,3 +251,56 @@ def test_the_box_mask_moves_with_the_lesion():
         moved = augment_box_mask(box_mask([box]).astype(np.float32), params, (height, width))
         bright = target > 0.5 * target.max()
         assert (moved[bright] > 0).mean() > 0.95 and moved.sum() == pytest.approx(900, rel=0.1)
+=======
+# --- per-anatomy MRAugment settings ------------------------------------------------------------------------
+
+def _flip_only(brain: float, knee: float) -> TrainingTransform:
+    """A transform that only flips left-right, with the given weights per anatomy, at probability 1."""
+    from omegaconf import OmegaConf
+
+    from utils.training.build import build_train_transform
+
+    node = {"schedule": {"kind": "constant", "strength": 1.0}, "mask": None,
+            "image": {"weights": {"flip_h": 0.5}, "brain": {"weights": {"flip_h": brain}}, "knee": {"weights": {"flip_h": knee}}}}
+    return build_train_transform(OmegaConf.create(node), 1, None)
+
+
+@pytest.mark.parametrize("brain, knee", [(1.0, 0.0), (0.0, 1.0)])
+def test_per_anatomy_settings_flip_one_anatomy_and_leave_the_other(tiny_data, brain, knee):
+    transform = _flip_only(brain, knee)
+    assert transform.image.weights == {"flip_h": 0.5}  # the shared settings, for an anatomy without its own
+    dataset, plain = SliceDataset(tiny_data / "train", transform, seed=3), SliceDataset(tiny_data / "train")
+    seen = set()
+    for index in range(len(dataset)):
+        raw, sample = plain.read_raw(index), dataset[index]
+        coil_images = numpy_coil_images(raw.kspace.astype(np.complex128))[..., ::-1]  # flipped by hand, in numpy
+        flipped = center_crop_or_pad(np.sqrt((np.abs(coil_images) ** 2).sum(axis=0)))  # knee widths < 384 are padded
+        if {"brain": brain, "knee": knee}[raw.anatomy] == 1.0:
+            np.testing.assert_allclose(sample.target.numpy(), flipped, rtol=1e-4, atol=1e-4 * flipped.max())
+            assert not np.allclose(sample.target.numpy(), raw.target, atol=0.05 * raw.target.max())
+        else:
+            assert torch.equal(sample.target, plain[index].target) and torch.equal(sample.masked_kspace, plain[index].masked_kspace)
+        seen.add(raw.anatomy)
+        again = dataset[index]  # the draw is a function of (seed, epoch, example)
+        assert torch.equal(again.target, sample.target) and torch.equal(again.masked_kspace, sample.masked_kspace)
+    assert seen == {"brain", "knee"}
+
+
+def test_the_shipped_per_anatomy_config_and_its_errors():
+    from tests.conftest import compose_config
+    from utils.errors import UserInputError
+    from utils.training.build import build_train_transform
+
+    transform = build_train_transform(compose_config("demo", ["augment=recipe_per_anatomy"]).augment, 39, None)
+    recipe = build_train_transform(compose_config("demo", ["augment=recipe"]).augment, 39, None)
+    assert transform.image == recipe.image and recipe.image_by_anatomy == {}
+    for anatomy, flip in (("brain", 0.4), ("knee", 0.5)):  # only flip_h differs from the shared settings
+        assert transform.image_by_anatomy[anatomy] == ImageAugment(**{**vars(recipe.image), "weights": {**recipe.image.weights, "flip_h": flip}})
+    for override, key in (("+augment.image.prostate.weights.flip_h=0.4", "augment.image.prostate"),
+                          ("+augment.image.brain.flip_probability=0.4", "augment.image.brain.flip_probability"),
+                          ("+augment.image.knee.weights.flip_x=0.4", "augment.image.knee"),
+                          ("augment.image.knee.weights.flip_h=1.5", "augment.image.knee")):
+        with pytest.raises(UserInputError, match=key.replace(".", r"\.")) as error:
+            build_train_transform(compose_config("demo", ["augment=recipe_per_anatomy", override]).augment, 39, None)
+        assert "\n" not in str(error.value)
+>>>>>>> recipe-train

@@ -129,7 +129,10 @@ class NaNOnThirdCall(torch.nn.Module):
 
     calls = 0
 
-    def forward(self, output, target, fg_mask, max_value):
+    def __init__(self, **loss_options):  # the loss config's options (bbox_weight, area_weight) do not apply
+        super().__init__()
+
+    def forward(self, output, target, fg_mask, max_value, box_mask=None):
         NaNOnThirdCall.calls += 1
         loss = (output - target).abs().mean() / max_value.mean()
         return loss * float("nan") if NaNOnThirdCall.calls == 3 else loss

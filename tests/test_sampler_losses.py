@@ -8,7 +8,7 @@ import torch
 from utils.data.sampler import ShapeGroupedBatchSampler, volume_batches
 from utils.metrics.foreground import foreground_mask
 from utils.metrics.ssim import ssim
-from utils.training.losses import MaskedL1Loss, MaskedSSIML1Loss, MaskedSSIMLoss
+from utils.training.losses import MaskedL1Loss, MaskedSSIML1Loss, MaskedSSIMLoss, area_weights
 
 SHAPES = [(4, 768, 396)] * 5 + [(4, 640, 368)] * 4 + [(15, 640, 368)] * 3
 
@@ -121,3 +121,68 @@ def test_bbox_weight_adds_one_minus_the_ssim_inside_the_boxes_of_the_slices_that
     assert float(no_boxes) == pytest.approx(float(plain))
     with pytest.raises(ValueError, match="bbox_weight"):
         MaskedSSIMLoss(bbox_weight=-1)
+
+
+def _square_mask(side: int) -> np.ndarray:
+    """A 384 x 384 foreground mask whose foreground is a centred ``side`` x ``side`` square."""
+    mask = np.zeros((384, 384), np.float32)
+    start = (384 - side) // 2
+    mask[start : start + side, start : start + side] = 1.0
+    return mask
+
+
+@pytest.fixture
+def two_fractions():
+    """A batch of two slices with foreground fractions 1/4 and 1/16 and a known error inside the foreground."""
+    masks = np.stack([_square_mask(192), _square_mask(96)])
+    rng = np.random.default_rng(1)
+    target = (rng.random((2, 384, 384)) * 4e-4 + 1e-4).astype(np.float32)
+    error = np.array([2e-5, 5e-5], np.float32)[:, None, None]
+    output = target + error  # everywhere; only the foreground counts
+    max_value = np.array([5e-4, 6e-4])
+    as_torch = (torch.from_numpy(output), torch.from_numpy(target), torch.from_numpy(masks), torch.from_numpy(max_value))
+    return as_torch, masks, error[:, 0, 0], max_value
+
+
+def test_area_weight_none_leaves_every_loss_unchanged(images):
+    for loss, weighted in ((MaskedSSIMLoss(), MaskedSSIMLoss(area_weight="none")), (MaskedL1Loss(), MaskedL1Loss(area_weight="none")),
+                           (MaskedSSIML1Loss(), MaskedSSIML1Loss(area_weight="none"))):
+        assert torch.equal(weighted(*images), loss(*images))
+        assert torch.equal(loss(*images), loss.per_slice(*images).mean())
+
+
+def test_area_weight_sqrt_weighs_slices_by_the_root_of_their_foreground_fraction(two_fractions):
+    batch, masks, error, max_value = two_fractions
+    fractions = masks.mean(axis=(-2, -1))
+    assert fractions.tolist() == [0.25, 0.0625]
+    weights = np.sqrt(fractions)  # [1/2, 1/4]
+    np.testing.assert_allclose(area_weights(batch[2]).numpy(), [0.5, 0.25], rtol=1e-6)
+    # the entry's L1 of each slice, by hand: |error| over the foreground pixels, averaged over all 384 x 384 pixels
+    per_slice = np.abs(error) * fractions / max_value
+    expected = (weights * per_slice).mean()
+    assert MaskedL1Loss(area_weight="sqrt")(*batch).item() == pytest.approx(expected, rel=1e-5)
+    assert MaskedL1Loss()(*batch).item() == pytest.approx(per_slice.mean(), rel=1e-5)  # unweighted: differs
+    assert not np.isclose(expected, per_slice.mean(), rtol=1e-2)
+    combined = MaskedSSIML1Loss(area_weight="sqrt")
+    ssim_per_slice = MaskedSSIMLoss().per_slice(*batch).double().numpy()
+    assert combined(*batch).item() == pytest.approx((weights * (ssim_per_slice + per_slice)).mean(), rel=1e-5)
+    assert area_weights(torch.zeros(3, 8, 8)).tolist() == [0.0, 0.0, 0.0]  # no foreground: no loss to weigh anyway
+    one = tuple(tensor[1:] for tensor in batch)  # batch size 1 (the entry's): the slice still gets its weight
+    assert MaskedL1Loss(area_weight="sqrt")(*one).item() == pytest.approx(0.25 * per_slice[1], rel=1e-5)
+    with pytest.raises(ValueError, match="area_weight must be one of"):
+        MaskedSSIMLoss(area_weight="linear")
+
+
+def test_every_loss_config_offers_area_weight():
+    from tests.conftest import compose_config
+    from utils.errors import UserInputError
+    from utils.training.build import build_loss, check_config
+
+    for name in ("ssim", "l1", "ssim_l1"):
+        cfg = compose_config("demo", [f"loss={name}", "data.batch_size=2"])
+        assert cfg.loss.area_weight == "none" and build_loss(cfg.loss).area_weight == "none"
+        check_config(compose_config("demo", [f"loss={name}", "data.batch_size=2", "loss.area_weight=sqrt"]))
+        assert build_loss(compose_config("demo", [f"loss={name}", "loss.area_weight=sqrt"]).loss).area_weight == "sqrt"
+    check_config(compose_config("demo", ["loss.area_weight=sqrt"]))  # batch size 1 too
+    with pytest.raises(UserInputError, match="area_weight must be one of"):
+        build_loss(compose_config("demo", ["loss.area_weight=cube"]).loss)

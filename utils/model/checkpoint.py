@@ -11,6 +11,13 @@ A checkpoint is a dict::
     rng           utils.training.rng.capture_rng_state()
     config        the whole resolved run config as plain data
     layout        processes, batch size, accumulation   launch   the torchrun launch that wrote it (elastic.py)
+    weights       which weights ``model`` holds: "raw" (the optimizer's), "ema" (best_model.pt with an EMA) or
+                  "average" (utils.tools.average_checkpoints); absent in older files: raw
+    ema           None, or the EMA of the weights: {"decay", "updates", "model": state_dict} (training.ema_decay)
+    origin        None, or where the weights came from: an import (import_checkpoint) or an average (average_checkpoints)
+
+Only ``model`` and ``model_config`` are required: imported, per-epoch (``epoch{E}.pt``) and averaged checkpoints
+hold little else.
 
 Reconstruction rebuilds the network from ``model_config`` alone, so no model flags are ever needed.
 """
@@ -54,7 +61,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise file_error(path, f"is not a checkpoint of this repository (expected format '{CHECKPOINT_FORMAT}')")
     for key, kinds, expected in (("model", dict, "a state dict"), ("model_config", dict, "a mapping of model options"),
-                                 ("config", (dict, type(None)), "the run config or null"), ("origin", (dict, type(None)), "a mapping or null")):
+                                 ("config", (dict, type(None)), "the run config or null"), ("origin", (dict, type(None)), "a mapping or null"),
+                                 ("ema", (dict, type(None)), "the EMA state or null")):
         if key not in checkpoint and key in ("model", "model_config"):
             raise file_error(path, f"checkpoint has no '{key}' entry")
         if not isinstance(checkpoint.get(key), kinds):

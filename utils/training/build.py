@@ -5,6 +5,7 @@ checked here and reported as one :class:`~utils.errors.UserInputError` naming th
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from utils.data.augment import AugmentSchedule, ImageAugment, MaskAugment, TrainingTransform
 from utils.data.compression import CoilCompressor, build_compressor
 from utils.data.dataset import SliceDataset
+from utils.data.layout import ANATOMIES
 from utils.data.subset import DataSubset
 from utils.data.transforms import ApplyFileMask
 from utils.errors import UserInputError
@@ -80,6 +82,16 @@ def check_config(cfg: DictConfig) -> None:
     _require(isinstance(lr, (int, float)) and lr > 0, "optimizer.lr", "a number > 0", lr)
     interval = cfg.scheduler.get("interval", "epoch")
     _require(interval in SCHEDULER_INTERVALS, "scheduler.interval", " or ".join(SCHEDULER_INTERVALS), interval)
+    _check_weighting(cfg)
+
+
+def _check_weighting(cfg: DictConfig) -> None:
+    """The weight averaging keys (``training.ema_decay``, ``training.keep_epoch_weights``)."""
+    decay, keep = cfg.training.get("ema_decay", 0.0), cfg.training.get("keep_epoch_weights", 0)
+    _require(isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0.0 <= decay < 1.0, "training.ema_decay",
+             "a number in [0, 1) (0: no EMA; e.g. 0.999)", decay)
+    _require(_is_int(keep) and keep >= 0, "training.keep_epoch_weights", "an integer >= 0 (0: keep none)", keep)
+
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,11 +129,45 @@ def build_train_transform(augment_cfg: DictConfig, epochs: int, compressor: Coil
             raise UserInputError(f"config value augment.{part}={node.get(part)!r} is invalid: expected a mapping of its options")
     try:
         schedule = AugmentSchedule(**node["schedule"], total_epochs=epochs)
-        image = None if node.get("image") is None else ImageAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["image"].items()})
         mask = None if node.get("mask") is None else MaskAugment(**{key: tuple(value) if isinstance(value, list) else value for key, value in node["mask"].items()})
     except Exception as err:  # noqa: BLE001 - whatever the constructors raise for a user's values
         raise UserInputError(f"the augment config cannot be built: {_first_line(err)}") from None
-    return TrainingTransform(schedule, image, mask, compressor)
+    image, image_by_anatomy = (None, {}) if node.get("image") is None else _image_augments(node["image"])
+    return TrainingTransform(schedule, image, mask, compressor, image_by_anatomy)
+
+
+def _image_augments(node: dict[str, Any]) -> tuple[ImageAugment, dict[str, ImageAugment]]:
+    """``augment.image`` -> (the shared MRAugment settings, anatomy -> its settings).
+
+    ``augment.image.brain`` / ``augment.image.knee`` hold what differs for that anatomy (``weights`` merge per
+    augmentation), so the per-anatomy settings live where MRAugment's settings live and repeat nothing.
+    """
+    settings = [item.name for item in dataclasses.fields(ImageAugment)]
+    unknown = sorted(set(node) - set(settings) - set(ANATOMIES))
+    if unknown:
+        raise UserInputError(f"config key augment.image.{unknown[0]} is unknown: expected an MRAugment setting "
+                             f"({', '.join(settings)}) or an anatomy ({', '.join(ANATOMIES)})")
+    shared = {key: tuple(value) if isinstance(value, list) else value for key, value in node.items() if key in settings}
+    try:
+        image = ImageAugment(**shared)  # weights it does not name are 0, as before per-anatomy settings existed
+    except Exception as err:  # noqa: BLE001 - whatever the constructor raises for a user's values
+        raise UserInputError(f"config augment.image cannot be built: {_first_line(err)}") from None
+    return image, {anatomy: _anatomy_augment(image, anatomy, node[anatomy]) for anatomy in ANATOMIES if node.get(anatomy) is not None}
+
+
+def _anatomy_augment(image: ImageAugment, anatomy: str, overrides: Any) -> ImageAugment:
+    """The shared settings ``image`` with ``augment.image.<anatomy>`` applied."""
+    key = f"augment.image.{anatomy}"
+    if not isinstance(overrides, dict) or not isinstance(overrides.get("weights", {}), dict):
+        raise UserInputError(f"config value {key}={overrides!r} is invalid: expected a mapping of MRAugment settings")
+    settings = [item.name for item in dataclasses.fields(ImageAugment)]
+    unknown = sorted(set(overrides) - set(settings))
+    if unknown:
+        raise UserInputError(f"config key {key}.{unknown[0]} is unknown: expected one of {', '.join(settings)}")
+    try:
+        return image.updated(overrides)
+    except Exception as err:  # noqa: BLE001 - whatever the constructor raises for a user's values
+        raise UserInputError(f"config {key} cannot be built: {_first_line(err)}") from None
 
 
 def build_datasets(cfg: DictConfig, root: Path) -> tuple[SliceDataset, SliceDataset]:
@@ -155,7 +201,9 @@ def _instantiate(group: str, node: DictConfig, **extra: Any) -> Any:
     try:
         return instantiate(node, **extra)
     except Exception as err:  # noqa: BLE001 - Hydra wraps whatever the target raises for a user's values
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
+        lines = [line for line in str(err).strip().splitlines() if not line.startswith("full_key:")]  # Hydra's last line
+        cause = err.__cause__  # the target's own sentence (e.g. "area_weight must be one of ..."), not Hydra's wrapper
+        message = _first_line(cause) if isinstance(cause, (ValueError, TypeError)) else (lines[-1] if lines else err.__class__.__name__)
         raise UserInputError(f"the {group} config cannot be built: {message}") from None
 
 

@@ -1,11 +1,15 @@
 """The run's saves: what a training checkpoint holds, when it is written, and which epoch is the best.
 
 - every epoch: ``checkpoints/model.pt`` (resume from here) and, when the epoch improved the selection metric
-  (``training.select_best_by``), ``checkpoints/best_model.pt``;
+  (``training.select_best_by``), ``checkpoints/best_model.pt``; with ``training.keep_epoch_weights: N`` also
+  ``checkpoints/epoch{E}.pt`` (weights only) for the last N epochs (:mod:`~utils.training.epoch_weights`);
 - every ``training.checkpoint_every_steps`` optimizer steps and every ``training.checkpoint_every_minutes``
   minutes of wall time: ``model.pt`` again (:class:`~utils.training.checkpoint_policy.CheckpointTimer`);
 - on a stop signal: ``model.pt``, resumable mid-epoch.
 
+With ``training.ema_decay`` the exponential moving average of the weights (:class:`WeightEMA`) is saved under
+``ema`` in every checkpoint, and ``best_model.pt``'s ``model`` holds the EMA weights (the ones validated), while
+``model.pt``'s holds the raw weights the optimizer continues from; ``weights`` says which (``raw`` or ``ema``).
 Every save also rewrites the ``.npy`` loss logs. Only rank 0 writes (through :meth:`Distributed.on_main`, so a
 failed write stops every rank with the same line); every rank takes part, since the RNG states of all ranks go
 into the checkpoint. A save is skipped, with one warning, when the disk lacks room for it
@@ -26,6 +30,7 @@ from utils.distributed import Distributed
 from utils.errors import file_error
 from utils.training.checkpoint_policy import CheckpointTimer, DiskSpaceGuard, write_checkpoints
 from utils.training.elastic import launch_id
+from utils.training.epoch_weights import write_epoch_weights
 from utils.training.logger import write_history
 from utils.training.loop import TrainState
 from utils.training.rng import capture_rng_state
@@ -56,7 +61,8 @@ class Checkpointer:
 
     def __init__(self, cfg: DictConfig, dist: Distributed, device: torch.device, run_dir: Path, state: TrainState,
                  modules: dict[str, Any]):
-        """``modules``: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``transform``: what a checkpoint saves."""
+        """``modules``: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``transform``, ``ema`` (a
+        :class:`~utils.training.weight_average.WeightEMA` or None): what a checkpoint saves."""
         self.cfg, self.dist, self.device, self.run_dir, self.state = cfg, dist, device, run_dir, state
         self.modules = modules
         self.checkpoint_dir = run_dir / "checkpoints"
@@ -71,8 +77,11 @@ class Checkpointer:
                 raise RuntimeError(f"parameter {name} is not finite; refusing to write a checkpoint")
         fields = asdict(self.state)
         fields["step_loss_log"] = torch.tensor(self.state.step_loss_log, dtype=torch.float64).reshape(-1, 2)
+        ema = self.modules.get("ema")
         return {
             "model": model.state_dict(),
+            "weights": "raw",
+            "ema": ema.state_dict() if ema is not None else None,
             "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
             "optimizer": self.modules["optimizer"].state_dict(),
             "scheduler": self.modules["scheduler"].state_dict(),
@@ -93,13 +102,33 @@ class Checkpointer:
         rng_per_rank = self.dist.gather(capture_rng_state())
 
         def write() -> list[Path]:
-            written = write_checkpoints([self.checkpoint_dir / name for name in names], self.contents(rng_per_rank), self.guard)
+            contents, written = self.contents(rng_per_rank), []
+            for name in names:
+                written += write_checkpoints([self.checkpoint_dir / name], self._variant(name, contents), self.guard)
             self._write_logs()
             return written
 
         written = self.dist.on_main(f"saving checkpoints in {self.checkpoint_dir}", write)
         self.timer.reset()
         return written
+
+    @staticmethod
+    def _variant(name: str, contents: dict[str, Any]) -> dict[str, Any]:
+        """``best_model.pt`` holds the weights that were validated: the EMA when there is one."""
+        if name == "best_model.pt" and contents["ema"] is not None:
+            return {**contents, "model": contents["ema"]["model"], "weights": "ema"}
+        return contents
+
+    def save_epoch_weights(self, epoch: int) -> None:
+        """``epoch{epoch}.pt`` (raw weights, model and run config) and the rotation to the last N epochs."""
+        keep = self.cfg.training.get("keep_epoch_weights", 0)
+        if not keep:
+            return
+        checkpoint = {"model": self.modules["model"].state_dict(), "weights": "raw", "epoch": epoch + 1,
+                      "global_step": self.state.global_step, "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
+                      "config": OmegaConf.to_container(self.cfg, resolve=True)}
+        self.dist.on_main(f"saving the weights of epoch {epoch}",
+                          lambda: write_epoch_weights(self.checkpoint_dir, epoch, checkpoint, keep, self.guard))
 
     def save_last(self) -> list[Path] | None:
         return self.save(("model.pt",))
@@ -118,6 +147,7 @@ class Checkpointer:
         best = improved(selection_value, state.best_metric, self.cfg.training.select_best_by)
         if best:
             state.best_metric, state.best_epoch = selection_value, epoch
+        self.save_epoch_weights(epoch)  # before model.pt marks the epoch done: a kill in between redoes it
         state.epoch, state.batches_done, state.epoch_loss_sum, state.epoch_slices = epoch + 1, 0, 0.0, 0
         self.save(("model.pt", "best_model.pt") if best else ("model.pt",))
         return best

@@ -3,7 +3,8 @@
     result/<exp_name>/
       checkpoints/model.pt         every epoch (and every training.checkpoint_every_steps / _minutes): resume from here
       checkpoints/best_model.pt    best by the validation Total of 2025 (training.select_best_by: val_ssim), of 2026
-                                   (val_total_2026) or by train loss (train_loss)
+                                   (val_total_2026) or by train loss (train_loss); the EMA weights with training.ema_decay
+      checkpoints/epoch{E}.pt      the weights of the last N epochs with training.keep_epoch_weights: N
       train_loss_log.npy, val_loss_log.npy, val_ssim_log.npy, val_total_2026_log.npy      (epoch, value) rows
       train_step_loss_log.npy      (optimizer step, loss) rows: where two runs first differ
       reconstructions_val/<fname>.h5                               with training.save_val_reconstructions
@@ -13,6 +14,8 @@
 
 Under ``torchrun`` (see :mod:`utils.distributed`) every rank trains on its shard through
 DistributedDataParallel and validates its share of the volumes; only rank 0 writes anything.
+With ``training.ema_decay`` an exponential moving average of the weights is updated after every optimizer step
+(:mod:`utils.training.weight_average`) and validated instead of the raw weights.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from utils.model.builder import build_model
 from utils.training.build import build_datasets, build_loss, build_optimizer, build_scheduler, check_config, prepare_data, resolve_device
 from utils.training.checkpointer import Checkpointer
 from utils.training.elastic import kill_point_for_tests
+from utils.training.epoch_weights import remove_epoch_weights
 from utils.training.interrupt import Interrupted, StopOnSignal
 from utils.training.logger import RunLogger
 from utils.training.loop import TrainState, make_grad_scaler, train_one_epoch
@@ -49,6 +53,7 @@ from utils.training.resume import start_state
 from utils.training.rng import configure_determinism, seed_everything, seed_worker
 from utils.training.schedulers import is_plateau
 from utils.training.validate import validate
+from utils.training.weight_average import WeightEMA
 
 __all__ = ["TrainState", "train"]
 
@@ -65,6 +70,7 @@ class Run:
     run_dir: Path
     module: nn.Module  # the network; under torchrun ``model`` wraps it in DistributedDataParallel
     model: nn.Module
+    ema: WeightEMA | None  # the moving average of ``module``'s weights (training.ema_decay), validated when set
     optimizer: torch.optim.Optimizer
     scheduler: Any
     interval: str  # the scheduler steps per "epoch" or per optimizer "step"
@@ -145,8 +151,11 @@ def _build_run(cfg: DictConfig, dist: Distributed, device: torch.device, progres
     steps_per_epoch = math.ceil(sampler.batches_per_epoch() / settings.grad_accumulation)
     scheduler, interval = build_scheduler(cfg.scheduler, optimizer, settings.epochs, steps_per_epoch)
     scaler = make_grad_scaler(settings.amp, device)
-    state = start_state(cfg, run_dir / "checkpoints", module, optimizer, scheduler, scaler, train_set.transform, dist)
+    ema = WeightEMA(module, settings.ema_decay) if settings.get("ema_decay", 0.0) else None
+    state = start_state(cfg, run_dir / "checkpoints", module, optimizer, scheduler, scaler, train_set.transform, dist, ema)
     dist.on_main("creating the run folder", lambda: _make_folder(run_dir / "checkpoints"))
+    if state.epoch == 0 and state.global_step == 0:  # a fresh run: no epoch weights of a run it replaces survive
+        dist.on_main("removing old epoch weights", lambda: remove_epoch_weights(run_dir / "checkpoints"))
     # every rank starts from the same weights (rank 0's, broadcast by DDP); no unused parameters to look for
     model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else module
     loader_seed = torch.Generator()
@@ -157,11 +166,12 @@ def _build_run(cfg: DictConfig, dist: Distributed, device: torch.device, progres
     logger_args = (cfg.logger.project, cfg.exp_name, OmegaConf.to_container(cfg, resolve=True), cfg.logger.entity, cfg.logger.tags)
     logger = dist.on_main("starting the logger", lambda: RunLogger(run_dir, cfg.logger.mode, *logger_args))
     logger = logger or RunLogger(run_dir, "disabled", *logger_args)  # the other ranks log nothing
-    modules = {"model": module, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "transform": train_set.transform}
+    modules = {"model": module, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "transform": train_set.transform,
+               "ema": ema}
     checkpointer = Checkpointer(cfg, dist, device, run_dir, state, modules)
     log.info("training %s: %d train / %d val slices, %s, device %s, %d process(es)", cfg.exp_name, len(train_set),
              len(val_set), getattr(module, "cascade_counts", type(module).__name__), device, dist.world_size)
-    return Run(cfg, dist, device, run_dir, module, model, optimizer, scheduler, interval, scaler, build_loss(cfg.loss), train_set,
+    return Run(cfg, dist, device, run_dir, module, model, ema, optimizer, scheduler, interval, scaler, build_loss(cfg.loss), train_set,
                val_set, sampler, train_loader, val_loader, loader_seed, logger, state, checkpointer,
                settings.get("figures", True) and dist.is_main, progress)
 
@@ -189,10 +199,13 @@ def _train(cfg: DictConfig, dist: Distributed, device: torch.device, progress: b
     if stop_signal is not None:
         sys.exit(128 + stop_signal)
     if dist.enabled:
-        digests = set(dist.gather(_weights_digest(run.module)))
-        if len(digests) != 1:
-            raise RuntimeError(f"ranks ended with different weights ({len(digests)} distinct digests)")
-        log.info("weights identical on all %d ranks", dist.world_size)
+        for name, network in (("weights", run.module), ("EMA weights", run.ema.module if run.ema else None)):
+            if network is None:
+                continue
+            digests = set(dist.gather(_weights_digest(network)))
+            if len(digests) != 1:
+                raise RuntimeError(f"ranks ended with different {name} ({len(digests)} distinct digests)")
+            log.info("%s identical on all %d ranks", name, dist.world_size)
     log.info("best %s %s at epoch %s; checkpoints in %s", cfg.training.select_best_by, run.state.best_metric, run.state.best_epoch,
              run.checkpointer.checkpoint_dir)
     return run.state
@@ -230,6 +243,8 @@ def _train_epoch(run: Run, epoch: int, stop: StopOnSignal) -> dict[str, float]:
     run.loader_seed.manual_seed(run.cfg.seed * 1000 + epoch)  # worker seeds depend on (seed, epoch) only
 
     def on_step(stepped: bool) -> None:
+        if stepped and run.ema is not None:  # before any checkpoint of this step
+            run.ema.update(run.module)
         if stepped and run.interval == "step" and not is_plateau(run.scheduler):
             run.scheduler.step()
         run.checkpointer.after_step(stepped)
@@ -253,7 +268,8 @@ def _validate_epoch(run: Run, epoch: int, metrics: dict[str, float], drawn: dict
     (both on the selection metric, the 2025 Total unless ``val_total_2026`` selects); adds to ``metrics`` and
     ``drawn`` and returns the validation metrics that can select the best model."""
     settings, state = run.cfg.training, run.state
-    result = validate(run.module, run.val_loader, run.loss_fn, run.device, settings.log_images, run.progress, dist=run.dist,
+    validated = run.ema.module if run.ema is not None else run.module  # the EMA's weights are the ones kept as best
+    result = validate(validated, run.val_loader, run.loss_fn, run.device, settings.log_images, run.progress, dist=run.dist,
                       keep_outputs=settings.save_val_reconstructions, figure_rows=settings.get("figures", True))
     if settings.save_val_reconstructions:
         run.dist.on_main("writing reconstructions_val", lambda: _write_reconstructions(run.run_dir / "reconstructions_val", run.val_set, result.outputs))

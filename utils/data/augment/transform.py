@@ -8,7 +8,7 @@ only state: :meth:`set_epoch` is called by the dataset's ``set_epoch`` and the s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -43,6 +43,18 @@ class ImageAugment:
         low, high = self.scale_range
         if not 0.0 < low <= high:
             raise ValueError(f"scale_range must be 0 < low <= high, got {list(self.scale_range)}")
+
+    def updated(self, overrides: Mapping[str, Any]) -> "ImageAugment":
+        """These settings with ``overrides`` (setting -> value) applied; ``weights`` merge per augmentation, so
+        ``{"weights": {"flip_h": 0.4}}`` changes that weight alone."""
+        names = [item.name for item in fields(self)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(f"unknown MRAugment setting(s) {unknown}; choose from {names}")
+        changes = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+        if "weights" in changes:
+            changes["weights"] = {**self.weights, **changes["weights"]}
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,12 @@ class MaskAugment:
 
 
 class TrainingTransform:
-    """``(raw, rng) -> Sample`` with MRAugment and/or mask augmentation under one probability schedule."""
+    """``(raw, rng) -> Sample`` with MRAugment and/or mask augmentation under one probability schedule.
+
+    ``image_by_anatomy`` (anatomy -> settings) replaces ``image`` for the slices of that anatomy, e.g. a lower
+    flip weight for brain than for knee. The draws are the same in number and order whatever the settings, so
+    they stay a function of ``(seed, epoch, example)``.
+    """
 
     def __init__(
         self,
@@ -88,8 +105,10 @@ class TrainingTransform:
         image: ImageAugment | None = None,
         mask: MaskAugment | None = None,
         compressor: Compressor | None = None,
+        image_by_anatomy: Mapping[str, ImageAugment] | None = None,
     ):
         self.schedule, self.image, self.mask, self.compressor = schedule, image, mask, compressor
+        self.image_by_anatomy = dict(image_by_anatomy or {})
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -108,8 +127,8 @@ class TrainingTransform:
     def __call__(self, raw: RawSlice, rng: np.random.Generator) -> Sample:
         probability = self.probability
         moved_boxes = None  # the lesion-box mask, moved with the image
-        if self.image is not None and raw.target is not None:
-            image = self.image
+        image = self.image_by_anatomy.get(raw.anatomy, self.image)
+        if image is not None and raw.target is not None:
             params = draw_params(rng, probability, image.weights, raw.kspace.shape[-2:], image.max_rotation_deg,
                                  image.scale_range, image.max_translation, image.max_shear_deg)
             if not params.is_identity:

@@ -232,7 +232,6 @@ def test_mask_types_are_drawn_with_the_entrys_weights(monkeypatch):
         MaskAugment(weights={"random": 0.0})
 
 
-<<<<<<< HEAD
 def test_the_box_mask_moves_with_the_lesion():
     """A bright square in the coil images, its box in the target's 384 space: after a flip, a rotation and a shift,
     the warped box mask still covers the bright square of the augmented target."""
@@ -251,7 +250,8 @@ def test_the_box_mask_moves_with_the_lesion():
         moved = augment_box_mask(box_mask([box]).astype(np.float32), params, (height, width))
         bright = target > 0.5 * target.max()
         assert (moved[bright] > 0).mean() > 0.95 and moved.sum() == pytest.approx(900, rel=0.1)
-=======
+
+
 # --- per-anatomy MRAugment settings ------------------------------------------------------------------------
 
 def _flip_only(brain: float, knee: float) -> TrainingTransform:
@@ -303,4 +303,3 @@ def test_the_shipped_per_anatomy_config_and_its_errors():
         with pytest.raises(UserInputError, match=key.replace(".", r"\.")) as error:
             build_train_transform(compose_config("demo", ["augment=recipe_per_anatomy", override]).augment, 39, None)
         assert "\n" not in str(error.value)
->>>>>>> recipe-train

@@ -248,3 +248,19 @@ def test_image_cascades_in_the_checkerboard_frame_equal_the_shifted_ones(monkeyp
         monkeypatch.setattr(feature_varnet, "shift_free", lambda height, width: False)
         shifted = model(kspace, mask)
     assert (modulated - shifted).abs().max() <= 1e-12 * shifted.abs().max()
+
+
+def test_cpu_inference_refines_one_coil_per_call_with_the_same_values():
+    """Without autograd on the CPU the sensitivity U-Net sees one coil at a time, whatever ``sens_coil_chunk``."""
+    mask = equispaced_mask(22, 4, 4)
+    kspace = masked_kspace(1, 3, 20, 22, mask)
+    model = small_model((0, 0, 1), sens_coil_chunk=0).eval()
+    batch_sizes = []
+    model.sens_net.norm_unet.register_forward_pre_hook(lambda module, inputs: batch_sizes.append(len(inputs[0])))
+    with torch.no_grad():
+        per_coil = model(kspace, mask)
+    assert batch_sizes == [1, 1, 1]
+    with torch.enable_grad():
+        all_coils = model(kspace, mask)
+    assert batch_sizes[3:] == [3]
+    torch.testing.assert_close(per_coil, all_coils.detach(), rtol=0, atol=1e-6 * all_coils.abs().max().item())

@@ -38,7 +38,11 @@ class VarNetBlock(nn.Module):
         ``centred=False``: k-space and maps are checkerboard-modulated (:mod:`utils.mri.checkerboard`); the
         cascade is the same, computed with plain FFTs, and returns modulated k-space.
         """
-        soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
         image = sens_reduce(kspace, sens_maps, centred)
         refinement = sens_expand(self.gate(self.norm_unet(image)), sens_maps, centred)
-        return kspace - soft_dc - refinement
+        if torch.is_grad_enabled():
+            soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
+            return kspace - soft_dc - refinement
+        # without autograd: the same operations in the same order, in one coil-sized buffer instead of four
+        update = torch.sub(kspace, ref_kspace).masked_fill_(~mask, 0.0).mul_(self.dc_weight)
+        return torch.sub(kspace, update, out=update).sub_(refinement)

@@ -64,4 +64,7 @@ def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor, centred: bool = Tr
 def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """SENSE combination ``sum_c conj(S_c) F^-1(k_c)``: ``(B, C, H, W, 2)`` -> ``(B, 1, H, W, 2)``."""
     coil_images = (ifft2c if centred else ifft2)(_complex_view(kspace))
-    return torch.view_as_real((coil_images * _complex_view(sens_maps).conj()).sum(dim=1, keepdim=True))
+    conj_maps = _complex_view(sens_maps).conj()
+    # without autograd the product goes into the transform's output, a fresh coil-sized tensor: one fewer of them
+    products = coil_images.mul_(conj_maps) if not torch.is_grad_enabled() else coil_images * conj_maps
+    return torch.view_as_real(products.sum(dim=1, keepdim=True))

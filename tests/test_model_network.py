@@ -232,3 +232,35 @@ def test_output_does_not_depend_on_the_kspace_scale_factor():
         with torch.no_grad():
             outputs.append(model(kspace, mask))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5 * outputs[1].abs().max().item())
+
+
+@pytest.mark.parametrize("cascade_counts", [(0, 0, 2), (1, 0, 1)])
+def test_image_cascades_in_the_checkerboard_frame_equal_the_shifted_ones(monkeypatch, cascade_counts):
+    """Even sizes run the image cascades with plain FFTs on modulated k-space; in float64 that is the same maths
+    as the centred FFTs with their shifts (the path odd sizes take)."""
+    import utils.model.feature_varnet as feature_varnet
+
+    mask = equispaced_mask(22, 4, 4).double()
+    kspace = masked_kspace(2, 3, 20, 22, mask).double()
+    model = small_model(cascade_counts).double().eval()
+    with torch.no_grad():
+        modulated = model(kspace, mask)
+        monkeypatch.setattr(feature_varnet, "shift_free", lambda height, width: False)
+        shifted = model(kspace, mask)
+    assert (modulated - shifted).abs().max() <= 1e-12 * shifted.abs().max()
+
+
+def test_cpu_inference_refines_one_coil_per_call_with_the_same_values():
+    """Without autograd on the CPU the sensitivity U-Net sees one coil at a time, whatever ``sens_coil_chunk``."""
+    mask = equispaced_mask(22, 4, 4)
+    kspace = masked_kspace(1, 3, 20, 22, mask)
+    model = small_model((0, 0, 1), sens_coil_chunk=0).eval()
+    batch_sizes = []
+    model.sens_net.norm_unet.register_forward_pre_hook(lambda module, inputs: batch_sizes.append(len(inputs[0])))
+    with torch.no_grad():
+        per_coil = model(kspace, mask)
+    assert batch_sizes == [1, 1, 1]
+    with torch.enable_grad():
+        all_coils = model(kspace, mask)
+    assert batch_sizes[3:] == [3]
+    torch.testing.assert_close(per_coil, all_coils.detach(), rtol=0, atol=1e-6 * all_coils.abs().max().item())

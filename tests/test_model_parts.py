@@ -137,6 +137,24 @@ def test_image_block_with_zero_refinement_and_unit_dc_weight_returns_measured_li
     torch.testing.assert_close(out[~sampled], current[~sampled])
 
 
+@pytest.mark.parametrize("centred", [True, False])
+def test_image_block_without_autograd_computes_exactly_what_it_computes_with(centred):
+    """Without autograd the cascade reuses its buffers (in-place data consistency and coil products)."""
+    torch.manual_seed(0)
+    coils, height, width = 3, 12, 16
+    mask = line_mask(width, [1, 5, 6, 7, 8, 12]).bool()
+    ref_kspace = torch.randn(1, coils, height, width, 2) * mask
+    current, sens = torch.randn(1, coils, height, width, 2), torch.randn(1, coils, height, width, 2)
+    block = VarNetBlock(NormUnet(chans=4, num_pools=2))
+    with torch.no_grad():
+        block.dc_weight.fill_(0.7)
+    expected = block(current, ref_kspace, mask, sens, centred)
+    assert expected.requires_grad
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            assert torch.equal(block(current, ref_kspace, mask, sens, centred), expected.detach())
+
+
 @pytest.mark.parametrize("height, width, pad_h, pad_w", [(5, 7, 3, 0), (6, 9, 0, 8), (20, 17, 15, 15)])
 def test_reflect_padding_equals_torch_reflect_pad_in_value_and_gradient(height, width, pad_h, pad_w):
     x = torch.randn(2, 3, height, width, requires_grad=True)

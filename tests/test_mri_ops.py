@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from utils.mri.checkerboard import fft2 as checkerboard_fft2
+from utils.mri.checkerboard import ifft2 as checkerboard_ifft2
+from utils.mri.checkerboard import image_checkerboard, kspace_checkerboard
 from utils.mri.coils import rss, rss_complex
 from utils.mri.crop import center_crop_or_pad
 from utils.mri.fft import fft2c, ifft2c
@@ -69,3 +72,16 @@ def test_center_crop_and_pad_keep_the_fft_centre():
         assert out[192, 192] == 1.0 and out.sum() == 1.0
     tensor = torch.arange(12.0).view(3, 4)
     assert center_crop_or_pad(tensor, (3, 2)).tolist() == [[1, 2], [5, 6], [9, 10]]
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (6, 10), (10, 4)])
+def test_checkerboard_modulation_is_the_centred_fft_without_shifts(height, width):
+    """fft2c(x) = Q fft2(P x) and ifft2c(k) = P ifft2(Q k) for even sizes (utils.mri.checkerboard)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, height, width)) + 1j * rng.standard_normal((2, height, width))
+    image_board = image_checkerboard(height, width, torch.device("cpu"), torch.float64)[..., 0].numpy()
+    kspace_board = kspace_checkerboard(height, width, torch.device("cpu"), torch.float64)[..., 0].numpy()
+    modulated_fft = kspace_board * checkerboard_fft2(torch.from_numpy(image_board * x)).numpy()
+    modulated_ifft = image_board * checkerboard_ifft2(torch.from_numpy(kspace_board * x)).numpy()
+    np.testing.assert_allclose(modulated_fft, numpy_fft2c(x), atol=1e-12)
+    np.testing.assert_allclose(modulated_ifft, numpy_ifft2c(x), atol=1e-12)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from utils.mri.checkerboard import ifft2, image_checkerboard, kspace_checkerboard, shift_free
 from utils.mri.coils import rss_complex
 from utils.mri.crop import CHALLENGE_SHAPE, center_crop_or_pad
 from utils.mri.fft import ifft2c
@@ -138,10 +139,39 @@ class FeatureVarNet(nn.Module):
             features = self.decode_norm(state.features)
         return features_to_kspace(self.decoder, features, state)
 
-    def _to_image(self, kspace: torch.Tensor) -> torch.Tensor:
-        """Scaled coil k-space ``(B, C, H, W, 2)`` -> RSS image ``(B, 384, 384)`` in physical units."""
-        coil_images = ifft2c(kspace / self.kspace_mult_factor)
+    def _to_image(self, kspace: torch.Tensor, centred: bool = True) -> torch.Tensor:
+        """Scaled coil k-space ``(B, C, H, W, 2)`` -> RSS image ``(B, 384, 384)`` in physical units.
+
+        ``centred=False``: modulated k-space (:mod:`utils.mri.checkerboard`), whose plain inverse FFT has the
+        magnitudes of the centred one.
+        """
+        kspace = kspace / self.kspace_mult_factor
+        if centred:
+            coil_images = ifft2c(kspace)
+        else:
+            coil_images = torch.view_as_real(ifft2(torch.view_as_complex(kspace)))
         return center_crop_or_pad(rss_complex(coil_images, dim=1), CHALLENGE_SHAPE)
+
+    def _image_cascades(
+        self, kspace: torch.Tensor, ref_kspace: torch.Tensor, sampled: torch.Tensor, sens_maps: torch.Tensor
+    ) -> torch.Tensor:
+        """The image cascades from ``kspace``, then :meth:`_to_image`.
+
+        With even H and W they run in the checkerboard-modulated frame, which needs no FFT shifts: modulating
+        k-space and maps once costs two passes, the shifts cost four copies of the coil k-space per FFT.
+        """
+        height, width = kspace.shape[-3:-1]
+        if not self.image_blocks or not shift_free(height, width):
+            for block in self.image_blocks:
+                kspace = self._run(block, kspace, ref_kspace, sampled, sens_maps)
+            return self._to_image(kspace)
+        board = kspace_checkerboard(height, width, kspace.device, kspace.dtype)
+        modulated_ref = ref_kspace * board
+        kspace = modulated_ref if kspace is ref_kspace else kspace * board
+        sens_maps = sens_maps * image_checkerboard(height, width, sens_maps.device, sens_maps.dtype)
+        for block in self.image_blocks:
+            kspace = self._run(block, kspace, modulated_ref, sampled, sens_maps, False)
+        return self._to_image(kspace, centred=False)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """masked_kspace ``(B, C, H, W, 2)`` float, mask ``(B, 1, 1, W, 1)`` 0/1 -> ``(B, 384, 384)`` float32."""
@@ -157,6 +187,4 @@ class FeatureVarNet(nn.Module):
             for block in self.feature_blocks:
                 state = self._run(block, state, self.encoder, self.decoder)
             kspace = self._run(self._decode, state)
-        for block in self.image_blocks:
-            kspace = self._run(block, kspace, ref_kspace, sampled, sens_maps)
-        return self._to_image(kspace)
+        return self._image_cascades(kspace, ref_kspace, sampled, sens_maps)

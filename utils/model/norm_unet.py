@@ -28,6 +28,18 @@ def channel_mean_std(x: torch.Tensor, unbiased: bool, eps: float = 0.0) -> tuple
     return mean, torch.sqrt(torch.where(var > 0, var, 1.0))
 
 
+def _channels(image: torch.Tensor) -> torch.Tensor:
+    """:func:`complex_to_channels` of ``(B, 1, H, W, 2)``; on the CPU the channels-last view of the same memory.
+
+    The general reshape gives a batch of one the batch stride 2, and with it PyTorch (``suggest_memory_format``)
+    takes the tensor for channels-first: every image cascade's U-Net ran channels-first at batch 1. The
+    permuted view has the strides of a channels-last tensor at every batch size, and costs no copy.
+    """
+    if image.device.type == "cpu" and image.shape[1] == 1:
+        return image[:, 0].permute(0, 3, 1, 2)
+    return complex_to_channels(image)
+
+
 class NormUnet(nn.Module):
     """Complex image ``(B, 1, H, W, 2)`` -> normalise -> U-Net -> de-normalise -> ``(B, 1, H, W, 2)``.
 
@@ -43,7 +55,7 @@ class NormUnet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image: ``(B, 1, H, W, 2)`` float32 -> ``(B, 1, H, W, 2)`` float32 (the U-Net may run under autocast)."""
-        x = complex_to_channels(image)
+        x = _channels(image)
         mean, std = channel_mean_std(x, unbiased=True, eps=self.norm_eps)
         x = (x - mean) / std
         if x.device.type == "cpu":

@@ -9,6 +9,8 @@ the batch, so any number of coils works) and the maps are divided by their root-
 refined on its own, so chunking changes no value, only the peak memory: under activation checkpointing each
 chunk is its own checkpoint (``run``), and backward then holds the U-Net activations of one chunk instead of all
 coils' (at 16 coils x 768 x 396 the sensitivity U-Net's activations are about 4 GiB; benchmarks/model_step.py).
+Inference on the CPU (no autograd) always refines one coil per call: the same values, less memory, and faster
+(docs/performance.md, "VarNet inference at batch 1").
 
 With ``residual`` the NormUnet's output is a gated correction added to the ACS coil images (see
 :mod:`utils.model.gate`): at initialisation the maps are the ACS images divided by their RSS, the classic
@@ -66,7 +68,13 @@ class SensitivityModel(nn.Module):
         batch, coils, height, width, _ = masked_kspace.shape
         coil_images = ifft2c(masked_kspace * acs_mask(mask, self.acs_lines))
         coil_images = coil_images.reshape(batch * coils, 1, height, width, 2)
-        chunks = coil_images.split(self.coil_chunk) if self.coil_chunk else (coil_images,)
+        chunk = self.coil_chunk
+        if coil_images.device.type == "cpu" and not torch.is_grad_enabled():
+            # Inference on the CPU: one coil per call. The values are the same (bitwise, measured), the memory is
+            # less, and at brain size a chunk of 4 makes 39 MB activations, above glibc's largest mmap threshold
+            # (32 MiB): each is mapped and page-faulted afresh (whole model 1.19x faster per coil at 16 x 768 x 396)
+            chunk = 1
+        chunks = coil_images.split(chunk) if chunk else (coil_images,)
         refined = [run(self.refine, chunk) if run else self.refine(chunk) for chunk in chunks]
         sens_maps = (refined[0] if len(refined) == 1 else torch.cat(refined)).reshape(batch, coils, height, width, 2)
         norm = rss_complex(sens_maps, dim=1)[:, None, :, :, None]

@@ -53,25 +53,53 @@ def _pixel_rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(batch, height * width, chans)
 
 
+def _column_mean(rows: torch.Tensor) -> torch.Tensor:
+    """Mean over the pixels of :func:`_pixel_rows` ``(B, P, C)`` -> ``(B, 1, C)``.
+
+    Where C is not a multiple of 8 (the 18 and 36 channels of the image cascades), summed first over
+    ``(B, P / k, k * C)`` rows, then over the k groups: the CPU reduction over P runs about twice as fast over
+    16 x 18 contiguous columns as over 18 (measured; no faster for multiples of 8). Still a cascaded
+    summation, so as accurate.
+    """
+    batch, pixels, chans = rows.shape
+    group = next(k for k in (16, 8, 4, 2, 1) if pixels % k == 0) if chans % 8 else 1
+    if group == 1:
+        return rows.mean(dim=1, keepdim=True)
+    return rows.reshape(batch, pixels // group, group * chans).sum(dim=1).view(batch, group, chans).sum(
+        dim=1, keepdim=True) / pixels
+
+
+def _channels_last_instance_norm(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(normalised x, rstd, shift) of a channels-last ``(B, C, H, W)``: ``normalised = x * rstd + shift``.
+
+    Statistics in at least float32, in two passes (mean, then the mean square about it); the squares and, when
+    the dtypes agree, the output reuse the one buffer of centred values (three passes over the image fewer to
+    allocate and fault in).
+    """
+    batch, chans = x.shape[:2]
+    x_float = x.to(torch.promote_types(x.dtype, torch.float32))
+    mean = _column_mean(_pixel_rows(x_float)).view(batch, chans, 1, 1)
+    centred = x_float - mean  # a new channels-last tensor
+    rstd = torch.rsqrt(_column_mean(_pixel_rows(centred.mul_(centred))).view(batch, chans, 1, 1) + eps)
+    shift = -mean * rstd
+    out = centred if centred.dtype == x.dtype else None
+    return torch.addcmul(shift.to(x.dtype), x, rstd.to(x.dtype), out=out), rstd, shift
+
+
 class _ChannelsLastInstanceNorm(torch.autograd.Function):
     """``F.instance_norm(x)`` (no affine) of a channels-last ``(B, C, H, W)``, returned channels-last.
 
-    Statistics are column reductions of :func:`_pixel_rows`, in at least float32 (half inputs too), in two passes
-    (mean, then the mean square about it: as accurate as ``torch.var_mean`` and several times faster on
-    these rows). The backward is the usual ``rstd * (g - mean(g) - y * mean(g * y))`` with ``y`` recomputed
-    from ``x`` rather than saved, because the ``LeakyReLU(inplace=True)`` that follows overwrites the output.
+    Statistics are column reductions of :func:`_pixel_rows` (:func:`_channels_last_instance_norm`: as accurate
+    as ``torch.var_mean`` and several times faster on these rows). The backward is the usual
+    ``rstd * (g - mean(g) - y * mean(g * y))`` with ``y`` recomputed from ``x`` rather than saved, because the
+    ``LeakyReLU(inplace=True)`` that follows overwrites the output.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
-        batch, chans = x.shape[:2]
-        rows = _pixel_rows(x).to(torch.promote_types(x.dtype, torch.float32))
-        mean = rows.mean(dim=1, keepdim=True)
-        centred = rows - mean
-        rstd = torch.rsqrt((centred * centred).mean(dim=1, keepdim=True) + eps).view(batch, chans, 1, 1)
-        shift = -mean.view(batch, chans, 1, 1) * rstd
+        normalised, rstd, shift = _channels_last_instance_norm(x, eps)
         ctx.save_for_backward(x, rstd, shift)
-        return torch.addcmul(shift.to(x.dtype), x, rstd.to(x.dtype))  # a new tensor, channels-last like x
+        return normalised  # a new tensor, channels-last like x
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -79,8 +107,8 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         batch, chans = x.shape[:2]
         rstd, shift = rstd.to(x.dtype), shift.to(x.dtype)
         normalised = torch.addcmul(shift, x, rstd)
-        mean_grad = _pixel_rows(grad).mean(dim=1).view(batch, chans, 1, 1)
-        mean_grad_normalised = _pixel_rows(grad * normalised).mean(dim=1).view(batch, chans, 1, 1)
+        mean_grad = _column_mean(_pixel_rows(grad)).view(batch, chans, 1, 1)
+        mean_grad_normalised = _column_mean(_pixel_rows(grad * normalised)).view(batch, chans, 1, 1)
         # rstd * (grad - mean_grad - normalised * mean_grad_normalised) in two passes over the image
         offset = torch.addcmul(-mean_grad * rstd, normalised, -mean_grad_normalised * rstd)
         return torch.addcmul(offset, grad, rstd), None
@@ -96,6 +124,8 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: ``(B, C, H, W)`` -> ``(B, C, H, W)`` in the same memory format."""
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            if not torch.is_grad_enabled():  # inference: no autograd node, nothing saved
+                return _channels_last_instance_norm(x, self.eps)[0]
             return _ChannelsLastInstanceNorm.apply(x, self.eps)
         return super().forward(x)
 

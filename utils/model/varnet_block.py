@@ -26,9 +26,23 @@ class VarNetBlock(nn.Module):
         self.dc_weight = nn.Parameter(torch.ones(1))
 
     def forward(
-        self, kspace: torch.Tensor, ref_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor
+        self,
+        kspace: torch.Tensor,
+        ref_kspace: torch.Tensor,
+        mask: torch.Tensor,
+        sens_maps: torch.Tensor,
+        centred: bool = True,
     ) -> torch.Tensor:
-        """kspace, ref_kspace (measured), sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)`` bool."""
-        soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
-        refinement = sens_expand(self.gate(self.norm_unet(sens_reduce(kspace, sens_maps))), sens_maps)
-        return kspace - soft_dc - refinement
+        """kspace, ref_kspace (measured), sens_maps ``(B, C, H, W, 2)``; mask ``(B, 1, 1, W, 1)`` bool.
+
+        ``centred=False``: k-space and maps are checkerboard-modulated (:mod:`utils.mri.checkerboard`); the
+        cascade is the same, computed with plain FFTs, and returns modulated k-space.
+        """
+        image = sens_reduce(kspace, sens_maps, centred)
+        refinement = sens_expand(self.gate(self.norm_unet(image)), sens_maps, centred)
+        if torch.is_grad_enabled():
+            soft_dc = self.dc_weight * torch.where(mask, kspace - ref_kspace, 0.0)
+            return kspace - soft_dc - refinement
+        # without autograd: the same operations in the same order, in one coil-sized buffer instead of four
+        update = torch.sub(kspace, ref_kspace).masked_fill_(~mask, 0.0).mul_(self.dc_weight)
+        return torch.sub(kspace, update, out=update).sub_(refinement)

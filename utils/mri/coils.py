@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from utils.mri.checkerboard import fft2, ifft2
 from utils.mri.fft import fft2c, ifft2c
 
 __all__ = [
@@ -52,12 +53,18 @@ def _complex_view(x: torch.Tensor) -> torch.Tensor:
 
 # The coil operators multiply in complex dtype: one fused pass where a real-layout complex product takes four
 # products, two sums and a stack, and the FFT is handed a complex tensor without another copy.
-def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+# ``centred=False``: k-space and maps are in the checkerboard-modulated frame (utils.mri.checkerboard), where
+# the plain FFTs compute the centred ones without the shifts' copies.
+def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """Coil k-space ``F(S_c x)``: image ``(B, 1, H, W, 2)``, sens_maps ``(B, C, H, W, 2)`` -> ``(B, C, H, W, 2)``."""
-    return torch.view_as_real(fft2c(_complex_view(image) * _complex_view(sens_maps)))
+    transform = fft2c if centred else fft2
+    return torch.view_as_real(transform(_complex_view(image) * _complex_view(sens_maps)))
 
 
-def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """SENSE combination ``sum_c conj(S_c) F^-1(k_c)``: ``(B, C, H, W, 2)`` -> ``(B, 1, H, W, 2)``."""
-    coil_images = ifft2c(_complex_view(kspace))
-    return torch.view_as_real((coil_images * _complex_view(sens_maps).conj()).sum(dim=1, keepdim=True))
+    coil_images = (ifft2c if centred else ifft2)(_complex_view(kspace))
+    conj_maps = _complex_view(sens_maps).conj()
+    # without autograd the product goes into the transform's output, a fresh coil-sized tensor: one fewer of them
+    products = coil_images.mul_(conj_maps) if not torch.is_grad_enabled() else coil_images * conj_maps
+    return torch.view_as_real(products.sum(dim=1, keepdim=True))

@@ -11,8 +11,8 @@ also serves the inference-side rows: flip test-time augmentation and an ensemble
 use a trained row's checkpoints and no extra training; the average of the last two epochs' weights is written by
 ``python -m utils.tools.average_checkpoints``. Printed per row: the 2025 validation Total, the 2026 Total
 (0.5 SSIM_full + 0.5 SSIM_bbox, no tiebreak), their gain over the zero-filled input and over the first row, and
-the wall time of the row's training or scoring. Rows marked ``base`` use ``--base`` (the best model row) and add
-one piece each.
+the wall time of the row's training or scoring. The piece rows (and the average, ensemble and TTA rows) build on
+``--base``: by default the model row with the highest 2025 validation Total measured earlier in the same run.
 """
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ PROMPTMR_SMALL = ["model=promptmr_plus_8gb", "model.num_cascades=2", "model.n_fe
                   "model.sens_prompt_dim=[2,3,4]", "model.prompt_size=[8,4,2]", "model.n_history=1", "model.checkpointing=false"]
 DLKA_SMALL = ["model=dlka_varnet", "model.cascade_counts=[1,1,1]", "model.feature_chans=6", "model.unet_chans=6", "model.pools=3",
               "model.sens_chans=4", "model.sens_pools=3", "model.image_chans=6", "model.image_pools=3"]
+# MRAugment alone at the demo's budget: the recipe's ramp starts after 5 epochs (so never within 3), its mask
+# augmentation is another piece, and its acc4 + acc8 duplication would double the optimizer steps
+MRAUGMENT_ONLY = ["augment.schedule.kind=constant", "augment.schedule.strength=0.3", "augment.mask=null",
+                  "augment.duplicate_accelerations=null"]
 # name -> (kind, overrides): "model" rows train a model; "piece" rows train --base plus overrides; "tta",
 # "ensemble" and "average" rows score --base's checkpoints differently
 ROWS = {
@@ -38,8 +42,9 @@ ROWS = {
     "dlka_small": ("model", DLKA_SMALL),
     "promptmr_small": ("model", PROMPTMR_SMALL),
     "area_sqrt": ("piece", ["loss.area_weight=sqrt"]),
-    "mraugment_per_anatomy": ("piece", ["augment=recipe_per_anatomy"]),
-    "ema": ("piece", ["training.ema_decay=0.99"]),
+    "mraugment": ("piece", ["augment=recipe", *MRAUGMENT_ONLY]),
+    "mraugment_per_anatomy": ("piece", ["augment=recipe_per_anatomy", *MRAUGMENT_ONLY]),
+    "ema": ("piece", ["training.ema_decay=0.95"]),  # horizon ~20 of the demo's 177 steps
     "bbox_weight": ("piece", ["loss.bbox_weight=0.5"]),
     "average_last2": ("average", []),
     "ensemble_last2": ("ensemble", []),
@@ -78,8 +83,14 @@ def _checkpoints(run: str, args: argparse.Namespace) -> tuple[Path, list[Path]]:
     return folder / "best_model.pt", epochs[-2:]
 
 
-def _row(name: str, args: argparse.Namespace) -> dict:
+def _row(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
     kind, overrides = ROWS[name]
+    if kind != "model" and args.base == "best":
+        measured = [row for row in rows if row["kind"] == "model"]
+        if not measured:
+            raise SystemExit(f"row {name} needs a model row before it (or --base NAME)")
+        args.base = max(measured, key=lambda row: row["total_2025"])["row"]
+        print(f"base for the recipe pieces: {args.base}", flush=True)
     seconds = 0.0
     if kind in ("model", "piece"):
         base = [] if kind == "model" else ROWS[args.base][1]
@@ -98,7 +109,7 @@ def _row(name: str, args: argparse.Namespace) -> dict:
         best, _ = _checkpoints(args.base, args)
         manifest = f"router: rule\ntta: flip\nexperts: {{all: {best}}}\n"
     score_seconds, numbers = _score(manifest, name, args)
-    return {"row": name, "kind": kind, "seconds": seconds + score_seconds, **numbers}
+    return {"row": name, "kind": kind, "base": None if kind == "model" else args.base, "seconds": seconds + score_seconds, **numbers}
 
 
 def _print(rows: list[dict]) -> None:
@@ -116,8 +127,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "Data_demo", help="demo-preset data (made if missing)")
     parser.add_argument("--out", type=Path, default=REPO.parent / "result" / "recipes", help="where the rows' runs go")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="rows, in order")
-    parser.add_argument("--base", choices=[name for name, (kind, _) in ROWS.items() if kind == "model"], default="demo_varnet",
-                        help="the model row the piece rows build on (the best of the model rows)")
+    parser.add_argument("--base", choices=["best", *[name for name, (kind, _) in ROWS.items() if kind == "model"]], default="best",
+                        help="the model row the piece rows build on (default: the best model row of this run)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of every training row (the demo's 3)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +136,7 @@ def main() -> None:
         _run([sys.executable, "-m", "utils.data.synthetic", "--out", str(args.data), "--preset", "demo"])
     rows = []
     for name in args.rows:
-        rows.append(_row(name, args))
+        rows.append(_row(name, args, rows))
         print(json.dumps(rows[-1]), flush=True)
     _print(rows)
 

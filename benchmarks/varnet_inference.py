@@ -42,7 +42,7 @@ import torch
 from benchmarks.varnet_step import OUTPUT_TOLERANCE, _fastmri_varnet, _relative
 from utils.data.masks import equispaced_mask
 from utils.data.synthetic.presets import get_preset
-from utils.data.synthetic.simulate import draw_recipe, simulate_slices
+from utils.data.synthetic.simulate import draw_recipe, simulate_volume
 from utils.errors import ArgumentParser, UserInputError, run_cli
 from utils.inference.reconstruct import HARNESS_WARMUP_SLICES
 from utils.model.builder import build_model, load_model_config
@@ -77,7 +77,8 @@ def volume_slices(anatomy: str, count: int) -> Iterator[tuple[torch.Tensor, torc
     recipe = draw_recipe(rng, get_preset("full"), anatomy, 4, leaderboard=True)
     recipe = dataclasses.replace(recipe, num_coils=coils, height=height, width=width, num_slices=count)
     mask = torch.from_numpy(equispaced_mask(width, 4)).view(1, 1, 1, width, 1).float()
-    for kspace in simulate_slices(rng, recipe):
+    _, slices = simulate_volume(rng, recipe, lesions=False)
+    for kspace in slices:
         yield torch.view_as_real(torch.from_numpy(kspace))[None] * mask, mask
 
 

@@ -3,6 +3,7 @@
 
     python -m benchmarks.recipes                          # every row; about 1.5 h on a 2-core CPU
     python -m benchmarks.recipes --rows demo_varnet dlka_small --epochs 1
+    python -m benchmarks.recipes --anatomy knee --epochs 1   # the table of docs/recipes.md (the 2026 anatomy)
 
 Every training row runs ``final_main.py --config-name=demo`` with the same seed, epochs and batches (so the same
 optimizer steps) on ``--data`` (the demo preset, made if missing), one after another on this machine, then scores
@@ -83,6 +84,19 @@ def _checkpoints(run: str, args: argparse.Namespace) -> tuple[Path, list[Path]]:
     return folder / "best_model.pt", epochs[-2:]
 
 
+def _one_anatomy(data: Path, anatomy: str, view: Path) -> Path:
+    """A data root of links to ``anatomy``'s train and val files of ``data`` (the 2026 edition is knee only)."""
+    for split in ("train", "val"):
+        for kind in ("kspace", "image"):
+            folder = view / split / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in sorted((data / split / kind).glob(f"{anatomy}_*.h5")):
+                link = folder / source.name
+                if not link.exists():
+                    link.symlink_to(source.resolve())
+    return view
+
+
 def _row(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
     kind, overrides = ROWS[name]
     if kind != "model" and args.base == "best":
@@ -130,10 +144,13 @@ def main() -> None:
     parser.add_argument("--base", choices=["best", *[name for name, (kind, _) in ROWS.items() if kind == "model"]], default="best",
                         help="the model row the piece rows build on (default: the best model row of this run)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of every training row (the demo's 3)")
+    parser.add_argument("--anatomy", choices=["brain", "knee"], help="train and validate on this anatomy's volumes only")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.data.is_dir():
         _run([sys.executable, "-m", "utils.data.synthetic", "--out", str(args.data), "--preset", "demo"])
+    if args.anatomy:
+        args.data = _one_anatomy(args.data, args.anatomy, args.out / f"data_{args.anatomy}")
     rows = []
     for name in args.rows:
         rows.append(_row(name, args, rows))

@@ -63,7 +63,7 @@ def _run(command: list[str]) -> tuple[float, str]:
 
 def _train(name: str, overrides: list[str], args: argparse.Namespace) -> float:
     seconds, _ = _run([sys.executable, "final_main.py", "--config-name=demo", f"exp_name={name}", f"result_root={args.out}",
-                       f"data.root={args.data}", f"training.epochs={args.epochs}", "logger.mode=disabled", "training.overwrite=true",
+                       f"data.root={args.data}", "data.synthetic_preset=null", f"training.epochs={args.epochs}", "logger.mode=disabled", "training.overwrite=true",
                        *KEEP, *overrides])
     return seconds
 

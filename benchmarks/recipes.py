@@ -50,6 +50,7 @@ ROWS = {
     "average_last2": ("average", []),
     "ensemble_last2": ("ensemble", []),
     "tta_flip": ("tta", []),
+    "base_best": ("score", []),  # --base's best_model.pt scored as the other inference rows are (no training)
 }
 
 
@@ -112,16 +113,20 @@ def _row(name: str, args: argparse.Namespace, rows: list[dict]) -> dict:
         best, _ = _checkpoints(name, args)
         manifest = f"router: rule\nexperts: {{all: {best}}}\n"
     elif kind == "average":
+        if len(_checkpoints(args.base, args)[1]) < 2:
+            raise SystemExit(f"row {name} needs two epochs' weights of {args.base} (--epochs 2 or more)")
         averaged = args.out / "average_last2.pt"
         averaged.unlink(missing_ok=True)
         seconds, _ = _run([sys.executable, "-m", "utils.tools.average_checkpoints", str(args.out / args.base), "--last", "2", "--out", str(averaged)])
         manifest = f"router: rule\nexperts: {{all: {averaged}}}\n"
     elif kind == "ensemble":
         _, last = _checkpoints(args.base, args)
+        if len(last) < 2:
+            raise SystemExit(f"row {name} needs two epochs' weights of {args.base} (--epochs 2 or more)")
         manifest = f"router: rule\nexperts: {{all: [{', '.join(map(str, last))}]}}\n"
     else:
         best, _ = _checkpoints(args.base, args)
-        manifest = f"router: rule\ntta: flip\nexperts: {{all: {best}}}\n"
+        manifest = f"router: rule\n{'tta: flip' if kind == 'tta' else ''}\nexperts: {{all: {best}}}\n"
     score_seconds, numbers = _score(manifest, name, args)
     return {"row": name, "kind": kind, "base": None if kind == "model" else args.base, "seconds": seconds + score_seconds, **numbers}
 

@@ -1,7 +1,7 @@
 """The models and the winners' recipe pieces at an equal budget, on the demo data, in one go: the table of
 ``docs/recipes.md``.
 
-    python -m benchmarks.recipes                          # every row; about 1.5 h on a 2-core CPU
+    python -m benchmarks.recipes                          # every row, 3 epochs of the whole demo: hours on a 2-core CPU
     python -m benchmarks.recipes --rows demo_varnet dlka_small --epochs 1
     python -m benchmarks.recipes --anatomy knee --epochs 1   # the table of docs/recipes.md (the 2026 anatomy)
 

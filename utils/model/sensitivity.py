@@ -10,7 +10,7 @@ refined on its own, so chunking changes no value, only the peak memory: under ac
 chunk is its own checkpoint (``run``), and backward then holds the U-Net activations of one chunk instead of all
 coils' (at 16 coils x 768 x 396 the sensitivity U-Net's activations are about 4 GiB; benchmarks/model_step.py).
 Inference on the CPU (no autograd) always refines one coil per call: the same values, less memory, and faster
-(docs/performance.md, "VarNet inference at batch 1").
+(docs/performance.md, "E2E-VarNet inference at batch 1").
 
 With ``residual`` the NormUnet's output is a gated correction added to the ACS coil images (see
 :mod:`utils.model.gate`): at initialisation the maps are the ACS images divided by their RSS, the classic

@@ -77,6 +77,27 @@ def test_psnr_and_nmse_are_fastmris():
     assert nmse(gt, pred) == pytest.approx(expected, rel=1e-6) and volume_psnr_nmse(gt, pred) == (psnr(gt, pred), nmse(gt, pred))
 
 
+def test_ssim_full_from_the_centred_windows_only_equals_the_full_computation():
+    """The 2026 path scores only the windows centred in the foreground; the 2025 path's SSIM_full, which computes
+    every window touching it, gives bitwise the same number (foregrounds anywhere, at the image border too)."""
+    from utils.evaluation.edition2026 import ssim_full_cpu
+    from utils.evaluation.leaderboard import slice_scores_cpu
+    from utils.metrics.foreground import MASK_ANATOMY_2026, foreground_mask
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        target = np.zeros((384, 384), np.float32)
+        height, width = rng.integers(1, 300, 2)
+        top, left = rng.integers(0, 385 - height), rng.integers(0, 385 - width)
+        target[top : top + height, left : left + width] = rng.random((height, width), dtype=np.float32) * 1e-3 + 1e-4
+        reconstruction = target + rng.standard_normal(target.shape).astype(np.float32) * 2e-5
+        mask = foreground_mask(target, MASK_ANATOMY_2026, np.uint8)
+        ours, reference = ssim_full_cpu(reconstruction, target, mask, float(target.max())), slice_scores_cpu(reconstruction, target, mask, float(target.max()))[1]
+        assert (math.isnan(ours) and math.isnan(reference)) or ours == reference
+    empty = np.zeros((384, 384), np.float32)
+    assert math.isnan(ssim_full_cpu(empty, empty, np.zeros((384, 384), np.uint8), 1.0))
+
+
 def test_psnr_of_degenerate_volumes_is_a_number_not_an_exception():
     gt = np.ones((1, 8, 8), np.float32)
     assert psnr(gt, gt) == math.inf and math.isnan(psnr(np.zeros_like(gt), gt))

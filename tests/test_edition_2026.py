@@ -80,8 +80,7 @@ def test_psnr_and_nmse_are_fastmris():
 def test_ssim_full_from_the_centred_windows_only_equals_the_full_computation():
     """The 2026 path scores only the windows centred in the foreground; the 2025 path's SSIM_full, which computes
     every window touching it, gives bitwise the same number (foregrounds anywhere, at the image border too)."""
-    from utils.evaluation.edition2026 import ssim_full_cpu
-    from utils.evaluation.leaderboard import slice_scores_cpu
+    from utils.evaluation.leaderboard import slice_scores_cpu, ssim_full_cpu
     from utils.metrics.foreground import MASK_ANATOMY_2026, foreground_mask
 
     rng = np.random.default_rng(3)

@@ -28,16 +28,16 @@ from utils.data.annotations import Box, read_annotations, scored_boxes
 from utils.data.layout import ACCELERATIONS, volume_labels
 from utils.errors import UserInputError
 from utils.evaluation.inputs import check_reconstructions
-from utils.evaluation.leaderboard import DEFAULT_KEY, on_cpu, read_pair, score_pairs
+from utils.evaluation.leaderboard import DEFAULT_KEY, on_cpu, read_pair, score_pairs, ssim_full_cpu
 from utils.metrics.foreground import MASK_ANATOMY_2026, foreground_mask
 from utils.metrics.score import SliceScore
-from utils.metrics.ssim_moments import K1, K2, WIN_SIZE, box_moments, ssim_from_moments
+from utils.metrics.ssim_moments import K1, K2, box_moments, ssim_from_moments
 from utils.metrics.volume import volume_psnr_nmse
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["box_ssim_cpu", "ssim_full_cpu", "score_volume_2026", "score_leaderboard_2026"]
+__all__ = ["box_ssim_cpu", "score_volume_2026", "score_leaderboard_2026"]
 
 
 
@@ -51,25 +51,6 @@ def box_ssim_cpu(reconstruction: np.ndarray, target: np.ndarray, box: Box, max_v
     x, y = (np.ascontiguousarray(image[crop], dtype=np.float64) for image in (reconstruction, target))
     ssim = ssim_from_moments(*box_moments(x, y), (K1 * max_value) ** 2, (K2 * max_value) ** 2)
     return float(ssim.mean())
-
-
-def ssim_full_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> float:
-    """SSIM_full of one (H, W) slice: the SSIM map of the masked images averaged over the windows whose centre is
-    in ``mask``, computing only those windows (the 2025 score also needs every window that touches it)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    border, (map_h, map_w) = WIN_SIZE // 2, (target.shape[0] - WIN_SIZE + 1, target.shape[1] - WIN_SIZE + 1)
-    if rows.size == 0:
-        return float("nan")
-    # window top-left corners whose centre (corner + border) lies in the mask's bounding box
-    top, bottom = max(rows[0] - border, 0), min(rows[-1] - border, map_h - 1)
-    left, right = max(cols[0] - border, 0), min(cols[-1] - border, map_w - 1)
-    if top > bottom or left > right:
-        return float("nan")  # the foreground lies in the border the valid map leaves out
-    crop = (slice(top, bottom + WIN_SIZE), slice(left, right + WIN_SIZE))
-    c1, c2 = (np.float32((k * max_value) ** 2) for k in (K1, K2))  # rounded as the official float32 tensors round them
-    ssim = ssim_from_moments(*box_moments(reconstruction[crop] * mask[crop], target[crop] * mask[crop]), c1, c2)
-    valid = mask[top + border : bottom + 1 + border, left + border : right + 1 + border]
-    return float((ssim * valid).sum(dtype=np.float64) / valid.sum(dtype=np.float64))
 
 
 def _volume_cpu(reconstruction, target, max_value, boxes_by_slice) -> list[tuple[float, tuple[float, ...]]]:

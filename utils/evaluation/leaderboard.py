@@ -40,7 +40,7 @@ from utils.metrics.volume import volume_psnr_nmse
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_KEY", "LeaderboardResult", "score_volume", "score_folder", "score_leaderboard"]
+__all__ = ["DEFAULT_KEY", "LeaderboardResult", "slice_scores_cpu", "ssim_full_cpu", "score_volume", "score_folder", "score_leaderboard"]
 
 SCORING_THREADS = min(4, os.cpu_count() or 1)
 DEFAULT_KEY = "reconstruction"
@@ -68,6 +68,22 @@ class LeaderboardResult:
         return leaderboard_total(self.slices)
 
 
+def _windows_ssim(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float,
+                  rows: tuple[int, int], cols: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The SSIM map of the masked images over the windows whose top-left corner lies in ``rows`` x ``cols``
+    (inclusive), and ``mask`` at those windows' centres."""
+    (top, bottom), (left, right), border = rows, cols, WIN_SIZE // 2
+    box = (slice(top, bottom + WIN_SIZE), slice(left, right + WIN_SIZE))
+    # constants rounded to float32 as the official script's float32 tensors round them
+    c1, c2 = (np.float32((k * max_value) ** 2) for k in (K1, K2))
+    ssim = ssim_from_moments(*box_moments(reconstruction[box] * mask[box], target[box] * mask[box]), c1, c2)
+    return ssim, mask[top + border : bottom + 1 + border, left + border : right + 1 + border]
+
+
+def _foreground_mean(ssim: np.ndarray, valid: np.ndarray) -> float:
+    return float((ssim * valid).sum(dtype=np.float64) / valid.sum(dtype=np.float64))
+
+
 def slice_scores_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> tuple[float, float]:
     """Official SSIM and SSIM_full of one (H, W) slice, computing only the windows that touch the foreground."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -75,16 +91,25 @@ def slice_scores_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.nd
     if rows.size == 0:
         return 1.0, float("nan")  # every window compares two zero patches
     # windows (top-left corners) that overlap the bounding box [rows[0], rows[-1]] x [cols[0], cols[-1]]
-    top, bottom = max(rows[0] - WIN_SIZE + 1, 0), min(rows[-1], map_h - 1)
-    left, right = max(cols[0] - WIN_SIZE + 1, 0), min(cols[-1], map_w - 1)
-    box = (slice(top, bottom + WIN_SIZE), slice(left, right + WIN_SIZE))
-    # constants rounded to float32 as the official script's float32 tensors round them
-    c1, c2 = (np.float32((k * max_value) ** 2) for k in (K1, K2))
-    ssim = ssim_from_moments(*box_moments(reconstruction[box] * mask[box], target[box] * mask[box]), c1, c2)
+    window_rows = (max(rows[0] - WIN_SIZE + 1, 0), min(rows[-1], map_h - 1))
+    window_cols = (max(cols[0] - WIN_SIZE + 1, 0), min(cols[-1], map_w - 1))
+    ssim, valid = _windows_ssim(reconstruction, target, mask, max_value, window_rows, window_cols)
     official = (ssim.sum(dtype=np.float64) + (map_h * map_w - ssim.size)) / (map_h * map_w)
-    border = WIN_SIZE // 2
-    valid = mask[top + border : bottom + 1 + border, left + border : right + 1 + border]
-    return float(official), float((ssim * valid).sum(dtype=np.float64) / valid.sum(dtype=np.float64))
+    return float(official), _foreground_mean(ssim, valid)
+
+
+def ssim_full_cpu(reconstruction: np.ndarray, target: np.ndarray, mask: np.ndarray, max_value: float) -> float:
+    """SSIM_full of one (H, W) slice from only the windows whose centre is in the foreground's bounding box (the
+    official whole-image SSIM also needs every window that touches it): the 2026 score's path."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    border, map_h, map_w = WIN_SIZE // 2, target.shape[0] - WIN_SIZE + 1, target.shape[1] - WIN_SIZE + 1
+    if rows.size == 0:
+        return float("nan")
+    window_rows = (max(rows[0] - border, 0), min(rows[-1] - border, map_h - 1))
+    window_cols = (max(cols[0] - border, 0), min(cols[-1] - border, map_w - 1))
+    if window_rows[0] > window_rows[1] or window_cols[0] > window_cols[1]:
+        return float("nan")  # the foreground lies in the border the valid map leaves out
+    return _foreground_mean(*_windows_ssim(reconstruction, target, mask, max_value, window_rows, window_cols))
 
 
 def score_volume(

@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of every training row (the demo's 3)")
     parser.add_argument("--anatomy", choices=["brain", "knee"], help="train and validate on this anatomy's volumes only")
     args = parser.parse_args()
+    args.out, args.data = args.out.resolve(), args.data.resolve()  # the manifests name checkpoints from their own folder
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.data.is_dir():
         _run([sys.executable, "-m", "utils.data.synthetic", "--out", str(args.data), "--preset", "demo"])

@@ -170,3 +170,37 @@ def test_the_scorer_keeps_freed_memory_where_glibc_allows_it():
 
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert retain_freed_memory() is on_glibc  # elsewhere: False, and the allocator's defaults stay
+
+
+def test_one_pass_reads_tell_non_finite_volumes_from_overflowing_ones(tmp_path):
+    """read_pair finds NaN/Inf from the PSNR/NMSE sums: the culprit slice is named, a finite reconstruction whose
+    squared error overflows float32 is scored (PSNR -inf), a non-finite target is refused naming its slice."""
+    from utils.evaluation.leaderboard import read_pair
+
+    rng = np.random.default_rng(5)
+    target = rng.random((3, 16, 16)).astype(np.float32)
+
+    def pair(reconstruction, target=target):
+        with h5py.File(tmp_path / "t.h5", "w") as file:
+            file.create_dataset("image_label", data=target)
+            file.attrs["max"] = 1.0
+        with h5py.File(tmp_path / "r.h5", "w") as file:
+            file.create_dataset("reconstruction", data=reconstruction)
+        return read_pair((tmp_path / "t.h5", tmp_path / "r.h5"), "reconstruction")
+
+    noisy = target + 0.1 * rng.standard_normal(target.shape).astype(np.float32)
+    *_, (psnr, nmse) = pair(noisy)
+    error, energy = ((target.astype(np.float64) - noisy) ** 2).sum(), (target.astype(np.float64) ** 2).sum()
+    assert psnr == pytest.approx(10 * np.log10(float(target.max()) ** 2 / (error / target.size)), rel=1e-6)
+    assert nmse == pytest.approx(error / energy, rel=1e-6)
+    for bad in (np.inf, -np.inf, np.nan):
+        broken = noisy.copy()
+        broken[1, 3, 4] = bad
+        assert pair(broken) == "r.h5 (slice 1)"
+    with np.errstate(over="ignore"):
+        huge = pair(np.full_like(target, 3e38))
+    assert not isinstance(huge, str) and huge[3][0] == -np.inf
+    broken_target = target.copy()
+    broken_target[2, 0, 0] = np.nan
+    with pytest.raises(UserInputError, match="t.h5.*slice 2 of 'image_label' holds NaN or Inf"):
+        pair(noisy, broken_target)

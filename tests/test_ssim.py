@@ -74,3 +74,20 @@ def test_foreground_mask_equals_opencv_per_slice(anatomy, threshold):
         np.testing.assert_array_equal(ours[index], _official_mask(volume[index], threshold))
     np.testing.assert_array_equal(foreground_mask(volume[0], anatomy), ours[0])
     assert ours.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_ssim_formula_in_place_is_bitwise_the_tensor_formula(dtype):
+    """The CPU scorer's in-place arithmetic on numpy arrays gives the very map the out-of-place tensor formula
+    (the training loss's) gives, and leaves its inputs alone."""
+    from utils.metrics.ssim_moments import ssim_from_moments
+
+    rng = np.random.default_rng(7)
+    x, y = rng.random((2, 60, 70)).astype(dtype) * 1e-3
+    moments = [cv2.blur(image, (7, 7)) for image in (x, y, x * x, y * y, x * y)]
+    copies = [moment.copy() for moment in moments]
+    for c1, c2 in ((np.float32(1e-10), np.float32(9e-10)), (1e-10, 9e-10)):
+        ours = ssim_from_moments(*moments, c1, c2)
+        reference = ssim_from_moments(*(torch.from_numpy(moment) for moment in moments), c1, c2).numpy()
+        assert ours.dtype == dtype and np.array_equal(ours, reference)
+    assert all(np.array_equal(moment, copy) for moment, copy in zip(moments, copies))

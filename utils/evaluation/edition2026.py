@@ -32,7 +32,6 @@ from utils.evaluation.leaderboard import DEFAULT_KEY, on_cpu, read_pair, score_p
 from utils.metrics.foreground import MASK_ANATOMY_2026, foreground_mask
 from utils.metrics.score import SliceScore
 from utils.metrics.ssim_moments import K1, K2, box_moments, ssim_from_moments
-from utils.metrics.volume import volume_psnr_nmse
 
 if TYPE_CHECKING:
     import torch
@@ -104,10 +103,9 @@ def _score_pair(pair: tuple[Path, Path], acceleration: int, key: str, device) ->
     read = read_pair(pair, key)
     if isinstance(read, str):
         return read
-    target, max_value, reconstruction = read
+    target, max_value, reconstruction, (volume_psnr, volume_nmse) = read
     boxes = read_annotations(pair[0])
     anatomy, _ = volume_labels(pair[0])
-    volume_psnr, volume_nmse = volume_psnr_nmse(target, reconstruction)
     return [
         SliceScore(acceleration, anatomy, pair[0].name, index, ssim_full=full, box_ssims=box_values, psnr=volume_psnr, nmse=volume_nmse)
         for index, (full, box_values) in enumerate(score_volume_2026(reconstruction, target, max_value, boxes, device))

@@ -21,9 +21,13 @@ def ssim_from_moments(ux, uy, uxx, uyy, uxy, c1, c2, win_size: int = WIN_SIZE):
 
     ``(2 ux uy + C1)(2 vxy + C2) / ((ux^2 + uy^2 + C1)(vx + vy + C2))`` with the sample covariances
     ``v = N / (N - 1) * (E[ab] - E[a] E[b])`` of the official script, arranged to need few array passes.
+    Numpy arrays take the same operations in the same order, in place on four temporaries (the inputs are left
+    alone): bitwise the same map, in about 40 % of the time, which the CPU scorer spends on this formula.
     """
     num_pixels = win_size**2
     cov_norm = num_pixels / (num_pixels - 1)
+    if isinstance(ux, np.ndarray):
+        return _ssim_in_place(ux, uy, uxx, uyy, uxy, c1, c2, cov_norm)
     uxuy = ux * uy
     a1 = 2 * uxuy + c1
     a2 = (2 * cov_norm) * (uxy - uxuy) + c2
@@ -31,6 +35,28 @@ def ssim_from_moments(ux, uy, uxx, uyy, uxy, c1, c2, win_size: int = WIN_SIZE):
     b1 = squares + c1
     b2 = cov_norm * (uxx + uyy - squares) + c2
     return (a1 * a2) / (b1 * b2)
+
+
+def _ssim_in_place(ux, uy, uxx, uyy, uxy, c1, c2, cov_norm: float) -> np.ndarray:
+    """:func:`ssim_from_moments`'s arithmetic on numpy arrays, step for step, with four allocations instead of 15
+    (torch's autograd forbids this reuse, so the tensor path stays out of place)."""
+    a1 = ux * uy  # uxuy, then a1
+    a2 = uxy - a1
+    a2 *= 2 * cov_norm
+    a2 += c2
+    a1 *= 2
+    a1 += c1
+    a1 *= a2  # numerator
+    squares = ux * ux
+    squares += uy * uy
+    b2 = uxx + uyy
+    b2 -= squares
+    b2 *= cov_norm
+    b2 += c2
+    squares += c1  # b1
+    squares *= b2  # denominator
+    a1 /= squares
+    return a1
 
 
 def box_moments(x: np.ndarray, y: np.ndarray, win_size: int = WIN_SIZE) -> tuple[np.ndarray, ...]:

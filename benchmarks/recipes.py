@@ -3,7 +3,7 @@
 
     python -m benchmarks.recipes                          # every row, 3 epochs of the whole demo: hours on a 2-core CPU
     python -m benchmarks.recipes --rows demo_varnet dlka_small --epochs 1
-    python -m benchmarks.recipes --anatomy knee --epochs 1   # the table of docs/recipes.md (the 2026 anatomy)
+    python -m benchmarks.recipes --anatomy knee --epochs 2   # the table of docs/recipes.md (the 2026 anatomy), ~1 h
 
 Every training row runs ``final_main.py --config-name=demo`` with the same seed, epochs and batches (so the same
 optimizer steps) on ``--data`` (the demo preset, made if missing), one after another on this machine, then scores

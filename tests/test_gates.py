@@ -176,3 +176,42 @@ def test_yaml_gate(text, phrase, tmp_path):
     path = tmp_path / "m.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     _one_line(lambda p: read_yaml_mapping(p, "expert manifest"), path, phrase)
+
+
+@pytest.mark.parametrize("layout,by_pread", [
+    ({}, True),                                                # contiguous
+    ({"dtype": ">f4"}, True),                                  # contiguous, big-endian on disk
+    ({"userblock_size": 512}, False),                          # a user block shifts the addresses: h5py reads
+    ({"chunks": (1, 8, 8)}, False),                            # chunked
+    ({"chunks": (1, 8, 8), "compression": "gzip"}, False),     # filtered
+])
+def test_read_volume_equals_h5py_for_every_layout(layout, by_pread, tmp_path, monkeypatch):
+    import h5py
+
+    import utils.data.h5 as gate
+
+    data = np.random.default_rng(2).random((3, 8, 8)).astype(np.float32) - 0.5
+    layout = dict(layout)
+    with h5py.File(tmp_path / "v.h5", "w", userblock_size=layout.pop("userblock_size", 0)) as file:
+        file.create_dataset("image_label", data=data, **layout)
+    if by_pread:  # the fast path must not fall back to h5py's read
+        monkeypatch.setattr(gate, "read_slice", lambda *args: pytest.fail("read through h5py"))
+    with h5py.File(tmp_path / "v.h5", "r") as file:
+        dataset = file["image_label"]
+        volume = gate.read_volume(dataset)
+        assert np.array_equal(volume, data) and volume.dtype == dataset.dtype
+
+
+def test_read_volume_of_a_file_cut_inside_its_data_is_one_line(tmp_path):
+    import h5py
+
+    from utils.data.h5 import read_volume
+
+    with h5py.File(tmp_path / "v.h5", "w") as file:
+        file.create_dataset("image_label", data=np.ones((4, 64, 64), np.float32))
+    with h5py.File(tmp_path / "v.h5", "r") as file:
+        dataset, size = file["image_label"], (tmp_path / "v.h5").stat().st_size
+        with open(tmp_path / "v.h5", "r+b") as raw:  # the data's tail goes while h5py holds the file open
+            raw.truncate(size - 1000)
+        with pytest.raises(UserInputError, match=r"v\.h5.*'image_label' cannot be read \(truncated or corrupt\?\)"):
+            read_volume(dataset)

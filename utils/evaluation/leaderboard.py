@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.data.h5 import open_h5, read_slice, require_attr, require_dataset, require_finite
+from utils.data.h5 import open_h5, read_volume, require_attr, require_dataset, require_finite
 from utils.data.layout import ACCELERATIONS, parse_volume_name
 from utils.errors import UserInputError
 from utils.evaluation.inputs import check_official_names, check_reconstructions
@@ -180,10 +180,10 @@ def read_pair(pair: tuple[Path, Path], key: str) -> tuple[np.ndarray, float, np.
     """
     target_path, recon_path = pair
     with open_h5(target_path) as target_file:
-        target = read_slice(require_dataset(target_file, "image_label", ndim=3, kind="real"))
+        target = read_volume(require_dataset(target_file, "image_label", ndim=3, kind="real"))
         max_value = require_attr(target_file, "max")
     with open_h5(recon_path) as recon_file:
-        reconstruction = read_slice(require_dataset(recon_file, key, ndim=3, kind="real"))
+        reconstruction = read_volume(require_dataset(recon_file, key, ndim=3, kind="real"))
     sums = VolumeSums()
     if not all([sums.add(target_slice, recon_slice) for target_slice, recon_slice in zip(target, reconstruction)]):
         require_finite(target_path, "image_label", target)  # else an overflowing sum, or the reconstruction

@@ -79,10 +79,10 @@ def read_slice(dataset: h5py.Dataset, index: int | tuple = ()) -> np.ndarray:
 def read_volume(dataset: h5py.Dataset) -> np.ndarray:
     """``dataset[()]`` (a UserInputError naming the file if it cannot be read), in one ``pread`` when the data lie
     contiguous and unfiltered in the file (h5py's own read holds the GIL; this one lets the scorer's other threads
-    compute meanwhile); any other layout goes through h5py."""
+    compute meanwhile); any other layout, or a system without ``os.preadv`` (Windows), goes through h5py."""
     offset = dataset.id.get_offset()
-    if (offset is None or dataset.chunks is not None or dataset.external is not None or dataset.is_virtual
-            or dataset.file.userblock_size or dataset.dtype.kind not in "fiuc"):
+    if (offset is None or not hasattr(os, "preadv") or dataset.chunks is not None or dataset.external is not None
+            or dataset.is_virtual or dataset.file.userblock_size or dataset.dtype.kind not in "fiuc"):
         return read_slice(dataset)
     volume = np.empty(dataset.shape, dataset.dtype)
     try:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["VolumeSums", "squared_sums", "psnr", "nmse", "volume_psnr_nmse"]
+__all__ = ["VolumeSums", "psnr", "nmse", "volume_psnr_nmse"]
 
 
 class VolumeSums:
@@ -48,16 +48,9 @@ def _volume_sums(gt: np.ndarray, pred: np.ndarray) -> VolumeSums:
     return sums
 
 
-def squared_sums(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """(sum of (gt - pred)^2, sum of gt^2) over a volume ``(S, H, W)`` (or one slice)."""
-    sums = _volume_sums(gt, pred)
-    return sums.error, sums.energy
-
-
 def nmse(gt: np.ndarray, pred: np.ndarray) -> float:
     """Normalised mean squared error of a volume; NaN for an all-zero ``gt``."""
-    error, energy = squared_sums(gt, pred)
-    return error / energy if energy > 0 else math.nan
+    return _volume_sums(gt, pred).psnr_nmse()[1]
 
 
 def psnr(gt: np.ndarray, pred: np.ndarray, maxval: float | None = None) -> float:
